@@ -1,0 +1,68 @@
+"""Exceptions raised by latentzarr.
+
+Every error a user can trigger has its own class, so callers (the CLI, the HTTP endpoint, tests) can react
+specifically. Messages say what was expected, what was given, and what to do next.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "CorruptDataError",
+    "DuplicateIdError",
+    "InvalidIdError",
+    "InvalidLatentError",
+    "LatentZarrError",
+    "ModelNotFoundError",
+    "NotALatentStoreError",
+    "StoreLockedError",
+    "UnknownIdError",
+    "UnsupportedFormatError",
+]
+
+
+class LatentZarrError(Exception):
+    """Base class of every latentzarr error."""
+
+
+class InvalidIdError(LatentZarrError, ValueError):
+    """An image id is empty, too long, not a string, or contains forbidden characters."""
+
+
+class UnknownIdError(LatentZarrError, KeyError):
+    """An image id is not in the store. ``args[0]`` is the id."""
+
+    def __init__(self, image_id: str, where: str = "the store") -> None:
+        super().__init__(image_id)
+        self.image_id = image_id
+        self.where = where
+
+    def __str__(self) -> str:  # KeyError's default str() is repr(key); say more.
+        return f"Unknown image id {self.image_id!r}: it is not in {self.where}."
+
+
+class DuplicateIdError(LatentZarrError, ValueError):
+    """An id appears twice in one call, or is already committed (ids are immutable)."""
+
+
+class InvalidLatentError(LatentZarrError, ValueError):
+    """A latent has the wrong shape or dtype for its array, or contains NaN/Inf."""
+
+
+class NotALatentStoreError(LatentZarrError, ValueError):
+    """A path or URL does not hold a latentzarr store."""
+
+
+class UnsupportedFormatError(LatentZarrError, ValueError):
+    """A store or codec configuration was written by a newer, unknown format version."""
+
+
+class CorruptDataError(LatentZarrError, OSError):
+    """Stored bytes failed to decode or failed their checksum."""
+
+
+class StoreLockedError(LatentZarrError, TimeoutError):
+    """The store's writer lock could not be taken in time."""
+
+
+class ModelNotFoundError(LatentZarrError, FileNotFoundError):
+    """Model weights are not where ``LATENTZARR_MODELS`` points and could not be fetched."""
