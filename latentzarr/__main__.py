@@ -1,0 +1,3 @@
+from latentzarr.cli import main
+
+main()

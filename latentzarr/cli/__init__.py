@@ -1,0 +1,40 @@
+"""The ``latentzarr`` command line.
+
+Subcommands live in small modules next to this one and are imported only when used, so ``latentzarr --help``
+stays fast (no torch, no distributed).
+"""
+
+from __future__ import annotations
+
+import importlib
+
+import click
+
+__all__ = ["cli", "main"]
+
+# command name -> "module:attribute" of a click command or group
+COMMANDS: dict[str, str] = {
+}
+
+
+class _LazyGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        target = COMMANDS.get(cmd_name)
+        if target is None:
+            return None
+        module, attr = target.split(":")
+        return getattr(importlib.import_module(module), attr)
+
+
+@click.group(cls=_LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="latentzarr")
+def cli() -> None:
+    """Store AI-generated images as compressed diffusion latents in Zarr; decode them on demand."""
+
+
+def main() -> None:
+    """Entry point of the ``latentzarr`` console script."""
+    cli()

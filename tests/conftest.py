@@ -1,0 +1,49 @@
+"""Shared fixtures. Trained taef2 weights come from ``LATENTZARR_MODELS`` (default: ../shared/models)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+_DEFAULT_MODELS = REPO.parent / "shared" / "models"
+if not os.environ.get("LATENTZARR_MODELS") and _DEFAULT_MODELS.is_dir():
+    os.environ["LATENTZARR_MODELS"] = str(_DEFAULT_MODELS)
+
+# Determinism of CPU decodes depends on the thread count (see design.md); tests pin it.
+os.environ.setdefault("OMP_NUM_THREADS", "2")
+
+
+@pytest.fixture(scope="session")
+def models_dir() -> Path:
+    """The folder holding ``taef2/taef2_{encoder,decoder}.pth``; skips when absent."""
+    path = Path(os.environ.get("LATENTZARR_MODELS", ""))
+    if not (path / "taef2" / "taef2_decoder.pth").is_file():
+        pytest.skip("taef2 weights not found: set LATENTZARR_MODELS to a folder holding taef2/")
+    return path
+
+
+@pytest.fixture(scope="session")
+def sample_images_256() -> dict[str, np.ndarray]:
+    """Real photos, 256x256 uint8 RGB."""
+    from latentzarr.samples import sample_images
+
+    return sample_images(256)
+
+
+@pytest.fixture(scope="session")
+def taef2(models_dir):
+    """The trained taef2 autoencoder on CPU."""
+    from latentzarr.models import load_model
+
+    return load_model("taef2", device="cpu")
+
+
+@pytest.fixture(scope="session")
+def taef2_latents(taef2, sample_images_256) -> np.ndarray:
+    """Real taef2 latents (N, 32, 32, 32) float32 of the 256x256 sample photos."""
+    batch = np.stack(list(sample_images_256.values()))
+    return taef2.encode(batch, dtype=np.float32)
