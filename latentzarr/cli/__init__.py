@@ -14,6 +14,11 @@ __all__ = ["cli", "main"]
 
 # command name -> "module:attribute" of a click command or group
 COMMANDS: dict[str, str] = {
+    "demo": "latentzarr.cli.demo:demo",
+    "export": "latentzarr.cli.store_cmds:export_cmd",
+    "info": "latentzarr.cli.store_cmds:info_cmd",
+    "ingest-images": "latentzarr.cli.store_cmds:ingest_images_cmd",
+    "ls": "latentzarr.cli.store_cmds:ls_cmd",
 }
 
 

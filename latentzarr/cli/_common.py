@@ -1,0 +1,41 @@
+"""Helpers shared by the CLI modules: opening stores, loading models, one-line errors."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any
+
+import click
+
+from latentzarr.errors import LatentZarrError
+
+
+def one_line_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Turn library errors into ``Error: <reason>`` and exit status 1 (no traceback)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except (LatentZarrError, FileNotFoundError, FileExistsError, PermissionError, ValueError) as exc:
+            msg = str(exc) if not isinstance(exc, KeyError) or isinstance(exc, LatentZarrError) else repr(exc)
+            raise click.ClickException(msg.splitlines()[0] if msg else type(exc).__name__) from exc
+
+    return wrapper
+
+
+def open_store(url: str, mode: str = "r"):
+    """Open a latentzarr store (local path or fsspec URL)."""
+    from latentzarr.store import LatentStore
+
+    return LatentStore.open(url, mode=mode)
+
+
+def human_bytes(n: float) -> str:
+    """``1536`` -> ``'1.5 KiB'``."""
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(n) < 1024 or unit == "TiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    raise AssertionError("unreachable")

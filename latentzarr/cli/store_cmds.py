@@ -1,0 +1,118 @@
+"""Store commands: ``ingest-images``, ``ls``, ``info``, ``export``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from latentzarr.cli._common import human_bytes, one_line_errors, open_store
+
+DTYPES = click.Choice(["float16", "bfloat16", "float32"])
+
+
+@click.command("ingest-images")
+@click.argument("directory", type=click.Path(exists=True, file_okay=True, path_type=Path))
+@click.argument("store")
+@click.option("--model", default="taef2", show_default=True, help="Model name, weights folder, or diffusers:<id>.")
+@click.option("--size", type=click.IntRange(8, 8192), help="Resize so the longest side is SIZE pixels first.")
+@click.option("--dtype", type=DTYPES, default="float16", show_default=True, help="Stored latent dtype.")
+@click.option("--batch-size", type=click.IntRange(1, 1024), default=8, show_default=True)
+@click.option("--no-digest", is_flag=True, help="Skip the decode that records a pixel digest per image.")
+@click.option("--shard-images", type=click.IntRange(1, 65536), default=64, show_default=True,
+              help="Images per shard object when the store is created.")
+@one_line_errors
+def ingest_images_cmd(directory: Path, store: str, model: str, size: int | None, dtype: str, batch_size: int,
+                      no_digest: bool, shard_images: int) -> None:
+    """Encode the images in DIRECTORY (or one file) into the latent STORE (created if missing).
+
+    Ids are the file names without suffix; ids already in the store are skipped.
+    """
+    from latentzarr.ingest import ingest_images
+    from latentzarr.models import load_model
+    from latentzarr.store import LatentStore
+
+    st = LatentStore.open(store, mode="a", shard_images=shard_images)
+    report = ingest_images(st, directory, load_model(model), size=size, dtype=dtype, batch_size=batch_size,
+                           digest=not no_digest, progress=True)
+    for image_id, reason in report.skipped.items():
+        click.echo(f"skipped {image_id!r}: {reason}", err=True)
+    click.echo(f"ingested {len(report.ids)} images into {store} ({len(st)} in total)")
+
+
+@click.command("ls")
+@click.argument("store")
+@click.option("-l", "--long", "long_", is_flag=True, help="Show array, row, shape and dtype per id.")
+@click.option("--limit", type=click.IntRange(0), default=0, help="Show at most this many ids (0: all).")
+@one_line_errors
+def ls_cmd(store: str, long_: bool, limit: int) -> None:
+    """List the image ids in STORE."""
+    st = open_store(store)
+    for n, image_id in enumerate(st.ids()):
+        if limit and n >= limit:
+            break
+        if long_:
+            rec = st.record(image_id)
+            shape = "x".join(map(str, rec["shape"]))
+            click.echo(f"{image_id}\t{rec['array']}\t{rec['row']}\t{shape}\t{rec['dtype']}")
+        else:
+            click.echo(image_id)
+
+
+@click.command("info")
+@click.argument("store")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@one_line_errors
+def info_cmd(store: str, as_json: bool) -> None:
+    """Counts, bytes, bytes per image and compression of STORE."""
+    info = open_store(store).info()
+    if as_json:
+        click.echo(json.dumps(info, indent=2, default=str))
+        return
+    click.echo(format_info(info))
+
+
+def format_info(info: dict) -> str:
+    """Render ``LatentStore.info()`` as a small table."""
+    lines = [f"{'array':<32} {'images':>7} {'stored':>10} {'per image':>10} {'ratio':>6} {'vs PNG':>7}"]
+    for arr in [*info["arrays"], {**info, "name": "total"}]:
+        n = arr["images"]
+        red = arr.get("data_reduction")
+        lines.append(
+            f"{arr['name']:<32} {n:>7} {human_bytes(arr['stored_bytes']):>10} "
+            f"{human_bytes(arr['stored_bytes'] / n) if n else '-':>10} "
+            f"{arr['compression_ratio']:>5.2f}x {f'{red:.0%}' if red is not None else '-':>7}"
+        )
+    return "\n".join(lines)
+
+
+@click.command("export")
+@click.argument("store")
+@click.argument("out", type=click.Path(file_okay=False, path_type=Path))
+@click.argument("ids", nargs=-1)
+@click.option("--all", "all_", is_flag=True, help="Export every id in the store.")
+@click.option("--ids-file", type=click.File("r"), help="A file with one id per line.")
+@click.option("--format", "fmt", type=click.Choice(["png", "webp", "jpeg"]), default="png", show_default=True)
+@click.option("--size", type=click.IntRange(16, 4096), help="Longest side in pixels (never upscaled).")
+@click.option("--quality", type=click.IntRange(1, 100), help="WebP/JPEG quality.")
+@click.option("--model", help="Override the model recorded in the store.")
+@one_line_errors
+def export_cmd(store: str, out: Path, ids: tuple[str, ...], all_: bool, ids_file, fmt: str, size: int | None,
+               quality: int | None, model: str | None) -> None:
+    """Decode IDS (or --all) from STORE into image files under OUT, checking the ingest pixel digests."""
+    from latentzarr.export import export_images
+    from latentzarr.models import load_model
+
+    st = open_store(store)
+    wanted = list(ids) + ([line.strip() for line in ids_file if line.strip()] if ids_file else [])
+    if all_:
+        wanted = list(st.ids())
+    if not wanted:
+        raise click.UsageError("Expected ids, --ids-file or --all. Got none.")
+    report = export_images(st, wanted, out, format=fmt, size=size, quality=quality,
+                           model=load_model(model) if model else None, progress=True)
+    counts = {v: list(report.digests.values()).count(v) for v in set(report.digests.values())}
+    click.echo(f"wrote {len(report.paths)} files to {out}; digest check: {counts}")
+    if report.mismatches:
+        raise click.ClickException(f"decode differs from ingest on the same setup for {report.mismatches[:5]}")
