@@ -14,6 +14,7 @@ __all__ = [
     "LatentZarrError",
     "ModelNotFoundError",
     "NotALatentStoreError",
+    "ObjectTooLargeError",
     "StoreLockedError",
     "UnknownIdError",
     "UnsupportedFormatError",
@@ -66,3 +67,7 @@ class StoreLockedError(LatentZarrError, TimeoutError):
 
 class ModelNotFoundError(LatentZarrError, FileNotFoundError):
     """Model weights are not where ``LATENTZARR_MODELS`` points and could not be fetched."""
+
+
+class ObjectTooLargeError(LatentZarrError, ValueError):
+    """An object is larger than the cache (or cache tier) it was offered to, so it can never be cached."""
