@@ -1,0 +1,26 @@
+"""Latent autoencoders (encode pixels to latents, decode latents to pixels) and image encoding.
+
+Everything here works in numpy at the edges: uint8 RGB images (N, H, W, 3) and stored latents (N, C, h, w).
+"""
+
+from __future__ import annotations
+
+from latentzarr.models.autoencoder import LatentAutoencoder, default_device, default_dtype, psnr
+from latentzarr.models.loading import DIFFUSERS_PREFIX, load_model
+from latentzarr.models.tiny import TinyAutoencoder
+from latentzarr.models.weights import ENV_VAR, KNOWN_WEIGHTS, ensure_weights, models_dir, sha256_file
+
+__all__ = [
+    "DIFFUSERS_PREFIX",
+    "ENV_VAR",
+    "KNOWN_WEIGHTS",
+    "LatentAutoencoder",
+    "TinyAutoencoder",
+    "default_device",
+    "default_dtype",
+    "ensure_weights",
+    "load_model",
+    "models_dir",
+    "psnr",
+    "sha256_file",
+]
