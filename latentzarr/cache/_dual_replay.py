@@ -1,0 +1,167 @@
+"""The batch twin of :meth:`DualFormatCache._access`: the same algorithm with its hot loop inlined.
+
+Python spends most of a cache simulation on attribute look-ups and calls, so this loop binds every dictionary,
+method and counter to a local variable, runs one tuning window at a time, and writes the state back before the
+tuner runs. It must stay step-for-step identical to ``DualFormatCache._access`` (same promotion, slide and
+eviction order); ``tests/test_cache_dual.py`` replays random traces both ways and compares every counter and
+the exact tier contents.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # pragma: no cover
+    from latentzarr.cache.dual import DualFormatCache
+
+
+def replay_dual(
+    cache: DualFormatCache, ids: list[Hashable], isz: list[int], lsz: list[int]
+) -> list[tuple[int, float]]:
+    """Replay a trace through ``cache`` (lock held by the caller); return the alpha trajectory of this replay."""
+    n = len(ids)
+    c = cache._c
+    trajectory: list[tuple[int, float]] = [(0, cache._alpha_v)]
+    P = cache._promote_after
+    window = cache._window
+    pos = 0
+    while pos < n:
+        if cache._w_req >= window:
+            cache._end_window()
+            trajectory.append((pos, cache._alpha_v))
+        take = min(window - cache._w_req, n - pos)
+        end = pos + take
+
+        img, lat = cache._img, cache._lat
+        im, it, lm, lt = img.main, img.tail, lat.main, lat.tail
+        imb, itb, lmb, ltb = img.main_bytes, img.tail_bytes, lat.main_bytes, lat.tail_bytes
+        icap, imcap, lcap, lmcap = img.capacity, img.main_capacity, lat.capacity, lat.main_capacity
+        im_move, lm_move = im.move_to_end, lm.move_to_end
+        im_popitem, it_popitem = im.popitem, it.popitem
+        lm_popitem, lt_popitem = lm.popitem, lt.popitem
+        lhits = cache._lhits
+        lhits_get = lhits.get
+        ivals, lvals = cache._ivals, cache._lvals
+        ih = ith = lh = lth = ms = prom = iins = lins = iev = lev = rej = 0
+
+        for k, si, sl in zip(ids[pos:end], isz[pos:end], lsz[pos:end], strict=True):
+            # ---- image tier
+            if k in im:
+                im_move(k)
+                ih += 1
+                continue
+            if k in it:
+                s = it.pop(k)
+                itb -= s
+                im[k] = s
+                imb += s
+                ih += 1
+                ith += 1
+                while imb > imcap and im:
+                    k2, s2 = im_popitem(False)
+                    imb -= s2
+                    it[k2] = s2
+                    itb += s2
+                continue
+            # ---- latent tier
+            if k in lm:
+                lh += 1
+                h = lhits_get(k, 0) + 1
+                if h >= P and 0 < si <= icap:
+                    lmb -= lm.pop(k)
+                    promote = True
+                else:
+                    lm_move(k)
+                    lhits[k] = h
+                    continue
+            elif k in lt:
+                lh += 1
+                lth += 1
+                s = lt.pop(k)
+                ltb -= s
+                lm[k] = s
+                lmb += s
+                while lmb > lmcap and lm:
+                    k2, s2 = lm_popitem(False)
+                    lmb -= s2
+                    lt[k2] = s2
+                    ltb += s2
+                h = lhits_get(k, 0) + 1
+                if h >= P and 0 < si <= icap:
+                    lmb -= lm.pop(k)
+                    promote = True
+                else:
+                    lhits[k] = h
+                    continue
+            else:
+                # ---- miss: admit the latent, else the image, else nothing
+                ms += 1
+                promote = False
+                if 0 < sl <= lcap:
+                    lm[k] = sl
+                    lmb += sl
+                    lins += 1
+                    while lmb > lmcap and lm:
+                        k2, s2 = lm_popitem(False)
+                        lmb -= s2
+                        lt[k2] = s2
+                        ltb += s2
+                    while lmb + ltb > lcap:
+                        if lt:
+                            k2, s2 = lt_popitem(False)
+                            ltb -= s2
+                        else:
+                            k2, s2 = lm_popitem(False)
+                            lmb -= s2
+                        lev += 1
+                        if lhits:
+                            lhits.pop(k2, None)
+                        if lvals:
+                            lvals.pop(k2, None)
+                    continue
+                if not 0 < si <= icap:
+                    rej += 1
+                    continue
+            # ---- insert the image (promotion or image-only admission)
+            if promote:
+                prom += 1
+                if lhits:
+                    lhits.pop(k, None)
+                if lvals:
+                    lvals.pop(k, None)
+            iins += 1
+            im[k] = si
+            imb += si
+            while imb > imcap and im:
+                k2, s2 = im_popitem(False)
+                imb -= s2
+                it[k2] = s2
+                itb += s2
+            while imb + itb > icap:
+                if it:
+                    k2, s2 = it_popitem(False)
+                    itb -= s2
+                else:
+                    k2, s2 = im_popitem(False)
+                    imb -= s2
+                iev += 1
+                if ivals:
+                    ivals.pop(k2, None)
+
+        img.main_bytes, img.tail_bytes, lat.main_bytes, lat.tail_bytes = imb, itb, lmb, ltb
+        c["requests"] += take
+        c["image_hits"] += ih
+        c["image_tail_hits"] += ith
+        c["latent_hits"] += lh
+        c["latent_tail_hits"] += lth
+        c["misses"] += ms
+        c["promotions"] += prom
+        c["image_inserts"] += iins
+        c["latent_inserts"] += lins
+        c["image_evictions"] += iev
+        c["latent_evictions"] += lev
+        c["rejected"] += rej
+        cache._w_req += take
+        pos = end
+    return trajectory

@@ -1,0 +1,469 @@
+"""DualFormatCache: decoded images and compressed latents in one byte budget, with an online-tuned split.
+
+Algorithm (LatentBox, 2026; defaults in brackets, all settable):
+
+* One byte budget C. The image tier gets ``alpha * C`` bytes, the latent tier the rest [alpha starts at 0.5].
+* Lookup cascades image tier -> latent tier -> object store. An object (key) lives in at most one tier.
+* A miss admits the fetched latent to the latent tier with a hit counter of 0. If the latent tier cannot hold it
+  (alpha = 1, image-only) the decoded image goes to the image tier instead.
+* A latent hit bumps the counter; at ``promote_after`` (P) hits [2] the decoded image is inserted into the image
+  tier and the latent removed ("promotion"). An image evicted from the image tier leaves the cache.
+* Each tier is an LRU whose least recently used ``tail`` [0.1] fraction of bytes is a tail segment; a tail hit is
+  a hit that a tier smaller by that much would have missed (see :mod:`latentzarr.cache.tiers`).
+* Marginal-hit tuner, every ``window`` (W) requests [200,000]: with m_lat the latent-tier miss ratio among image
+  misses and d, f the EWMAs of observed decode and fetch ms, the expected cost per request is
+  m_img * (d + m_lat * f). One byte more for the image tier saves (image tail hits / image tail bytes) *
+  (d + m_lat * f); one byte more for the latent tier saves (latent tail hits / latent tail bytes) * f. Alpha moves
+  ``step`` [0.01] toward the larger saving (clamped to [alpha_min, alpha_max] = [0, 1]); both tiers are resized,
+  overflow is evicted and the window counters reset.
+* Fixed modes: ``adaptive=False`` keeps alpha; :meth:`DualFormatCache.image_only` (alpha = 1) and
+  :meth:`DualFormatCache.latent_only` (alpha = 0) are the single-format baselines.
+
+The same instance serves a worker's task threads (values are real bytes; one lock) and the trace simulator
+(:meth:`~latentzarr.cache.base.Cache.replay`, an inlined twin of :meth:`~latentzarr.cache.base.Cache.access`
+that gives identical results, checked by the tests).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Hashable
+from typing import Any
+
+from latentzarr.cache.base import (
+    IMAGE_HIT,
+    LATENT_HIT,
+    MISS,
+    Cache,
+    check_fraction,
+)
+from latentzarr.cache.costs import DEFAULT_DECODE_MS, DEFAULT_FETCH_MS
+from latentzarr.cache.tiers import NOT_FOUND, TAIL_HIT, SegmentedLRU
+
+__all__ = [
+    "DEFAULT_PROMOTE_AFTER",
+    "DEFAULT_STEP",
+    "DEFAULT_TAIL",
+    "DEFAULT_WINDOW",
+    "DualFormatCache",
+]
+
+DEFAULT_STEP = 0.01
+"""Change of alpha per tuning window (paper's sensitivity study)."""
+DEFAULT_WINDOW = 200_000
+"""Requests per tuning window for traces of millions of requests; scale down for short traces."""
+DEFAULT_TAIL = 0.1
+"""Fraction of each tier's bytes forming its tail segment."""
+DEFAULT_PROMOTE_AFTER = 2
+"""Latent hits after which an object is promoted to the image tier (measured on synthetic traces)."""
+
+_TRAJECTORY_KEEP = 100_000  # (requests, alpha) points kept by a long-lived cache
+
+
+class DualFormatCache(Cache):
+    """An image tier and a latent tier sharing one byte budget, split by an online-tuned alpha.
+
+    Parameters
+    ----------
+    capacity
+        Byte budget of both tiers together.
+    alpha
+        Starting fraction of ``capacity`` for the image tier, in [0, 1].
+    adaptive
+        Whether the marginal-hit tuner moves alpha. ``False`` gives a static split.
+    step
+        Change of alpha per window, in (0, 1].
+    window
+        Requests per tuning window (W >= 1).
+    promote_after
+        Latent hits (P >= 1) after which an object is promoted to the image tier.
+    tail
+        Fraction of each tier that forms its tail segment, in (0, 1).
+    alpha_min, alpha_max
+        Bounds of the tuned alpha, 0 <= alpha_min <= alpha_max <= 1.
+    decode_ms, fetch_ms, ewma
+        Starting decode / fetch latency estimates in ms and the EWMA weight of new observations.
+
+    Notes
+    -----
+    Image keys may differ from latent ids (a worker keys images by ``(id, rendition)``): pass ``latent_id`` to
+    :meth:`offer_image`. The one-tier rule then holds per key. Values must not be ``None``.
+    """
+
+    name = "dual"
+
+    def __init__(
+        self,
+        capacity: int,
+        *,
+        alpha: float = 0.5,
+        adaptive: bool = True,
+        step: float = DEFAULT_STEP,
+        window: int = DEFAULT_WINDOW,
+        promote_after: int = DEFAULT_PROMOTE_AFTER,
+        tail: float = DEFAULT_TAIL,
+        alpha_min: float = 0.0,
+        alpha_max: float = 1.0,
+        decode_ms: float = DEFAULT_DECODE_MS,
+        fetch_ms: float = DEFAULT_FETCH_MS,
+        ewma: float = 0.05,
+    ) -> None:
+        super().__init__(capacity, decode_ms=decode_ms, fetch_ms=fetch_ms, ewma=ewma)
+        alpha = check_fraction("alpha", alpha)
+        self._step = check_fraction("step", step)
+        if self._step == 0.0:
+            raise ValueError(f"Expected step in (0, 1]. Got {step!r} instead.")
+        if isinstance(window, bool) or not isinstance(window, int) or window < 1:
+            raise ValueError(f"Expected window (W, requests per tuning window) as an int >= 1. Got {window!r} instead.")
+        if isinstance(promote_after, bool) or not isinstance(promote_after, int) or promote_after < 1:
+            raise ValueError(
+                f"Expected promote_after (P, latent hits before promotion) as an int >= 1. Got {promote_after!r} "
+                "instead."
+            )
+        self._tail = check_fraction("tail", tail, upper_open=True)
+        if self._tail == 0.0:
+            raise ValueError(f"Expected tail in (0, 1): a tier needs a tail segment to measure. Got {tail!r} instead.")
+        self._alpha_min = check_fraction("alpha_min", alpha_min)
+        self._alpha_max = check_fraction("alpha_max", alpha_max)
+        if self._alpha_min > self._alpha_max:
+            raise ValueError(f"Expected alpha_min <= alpha_max. Got {alpha_min!r} > {alpha_max!r} instead.")
+        self._window = window
+        self._promote_after = promote_after
+        self._adaptive = bool(adaptive)
+        if self._adaptive:
+            alpha = min(max(alpha, self._alpha_min), self._alpha_max)
+        self._alpha_v = alpha
+        image_cap = self._image_capacity(alpha)
+        self._img = SegmentedLRU(image_cap, self._tail)
+        self._lat = SegmentedLRU(self._capacity - image_cap, self._tail)
+        self._ivals: dict[Hashable, Any] = {}
+        self._lvals: dict[Hashable, Any] = {}
+        self._lhits: dict[Hashable, int] = {}  # latent hits so far, only for cached latents with >= 1 hit
+        self._w_req = 0  # requests in the current window
+        self._w0 = dict(self._c)  # counters at the start of the window
+        self._trajectory: deque[tuple[int, float]] = deque([(0, alpha)], maxlen=_TRAJECTORY_KEEP)
+
+    # ---------------------------------------------------------------- fixed modes
+    @classmethod
+    def image_only(cls, capacity: int, **kwargs: Any) -> DualFormatCache:
+        """A cache of decoded images only (alpha = 1, not tuned): misses admit the image directly."""
+        return cls(capacity, alpha=1.0, adaptive=False, **kwargs)
+
+    @classmethod
+    def latent_only(cls, capacity: int, **kwargs: Any) -> DualFormatCache:
+        """A cache of compressed latents only (alpha = 0, not tuned): every hit costs a decode."""
+        return cls(capacity, alpha=0.0, adaptive=False, **kwargs)
+
+    @classmethod
+    def static(cls, capacity: int, alpha: float, **kwargs: Any) -> DualFormatCache:
+        """A dual-format cache with a fixed split ``alpha``."""
+        return cls(capacity, alpha=alpha, adaptive=False, **kwargs)
+
+    # ---------------------------------------------------------------- parameters
+    @property
+    def adaptive(self) -> bool:
+        """Whether the tuner moves alpha."""
+        return self._adaptive
+
+    @property
+    def window(self) -> int:
+        """Requests per tuning window (W)."""
+        return self._window
+
+    @property
+    def promote_after(self) -> int:
+        """Latent hits before promotion (P)."""
+        return self._promote_after
+
+    @property
+    def step(self) -> float:
+        """Change of alpha per window."""
+        return self._step
+
+    @property
+    def tail(self) -> float:
+        """Fraction of each tier forming its tail segment."""
+        return self._tail
+
+    @property
+    def tier_capacity(self) -> tuple[int, int]:
+        """Capacity in bytes of (image tier, latent tier); they add up to ``capacity``."""
+        with self._lock:
+            return self._img.capacity, self._lat.capacity
+
+    @property
+    def alpha_trajectory(self) -> list[tuple[int, float]]:
+        """``(requests seen, alpha)`` at the start and after every window (the latest 100,000 points)."""
+        with self._lock:
+            return list(self._trajectory)
+
+    def where(self, key: Hashable) -> str | None:
+        """``"image"``, ``"latent"`` or ``None``: the tier holding ``key`` (no counters change)."""
+        with self._lock:
+            if key in self._img:
+                return "image"
+            if key in self._lat:
+                return "latent"
+            return None
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._img) + len(self._lat)
+
+    def __contains__(self, key: object) -> bool:
+        with self._lock:
+            return key in self._img or key in self._lat
+
+    def clear(self) -> None:
+        """Drop every cached object (counters, alpha and EWMAs stay)."""
+        with self._lock:
+            self._img.clear()
+            self._lat.clear()
+            self._ivals.clear()
+            self._lvals.clear()
+            self._lhits.clear()
+
+    # ---------------------------------------------------------------- live path
+    def get_image(self, key: Hashable) -> Any | None:
+        with self._lock:
+            self._tick()
+            c = self._c
+            c["requests"] += 1
+            found = self._img.touch(key)
+            if found == NOT_FOUND:
+                return None
+            c["image_hits"] += 1
+            if found == TAIL_HIT:
+                c["image_tail_hits"] += 1
+            return self._ivals.get(key)
+
+    def get_latent(self, obj_id: Hashable) -> Any | None:
+        with self._lock:
+            c = self._c
+            found = self._lat.touch(obj_id)
+            if found == NOT_FOUND:
+                c["misses"] += 1
+                return None
+            c["latent_hits"] += 1
+            if found == TAIL_HIT:
+                c["latent_tail_hits"] += 1
+            self._lhits[obj_id] = self._lhits.get(obj_id, 0) + 1
+            return self._lvals.get(obj_id)
+
+    def put_latent(self, obj_id: Hashable, value: Any, size: int) -> bool:
+        """Offer a latent fetched from the store; it enters the latent tier if that tier can hold it.
+
+        Raises :class:`~latentzarr.errors.ObjectTooLargeError` if ``size`` exceeds the whole byte budget.
+        Returns ``False`` when the latent tier is too small at the current alpha (the image will then be taken
+        by :meth:`offer_image` if it fits) or when ``obj_id`` is cached as an image.
+        """
+        size = self._check_fits(size, "a latent")
+        _check_value(value)
+        with self._lock:
+            lat = self._lat
+            if obj_id in lat:
+                lat.insert(obj_id, size)  # refresh; keeps its hit counter
+                self._lvals[obj_id] = value
+                return True
+            if obj_id in self._img or not 0 < size <= lat.capacity:
+                return False
+            self._insert_latent(obj_id, size)
+            self._lvals[obj_id] = value
+            return True
+
+    def offer_image(self, key: Hashable, value: Any, size: int, *, latent_id: Hashable | None = None) -> bool:
+        """Offer a just-decoded image; the cache keeps it if this decode is a promotion.
+
+        It is kept when the latent ``latent_id`` (default ``key``) has had ``promote_after`` latent hits (the
+        latent is then removed), or when that latent is not cached at all (e.g. alpha = 1), provided the image
+        fits the image tier. Raises :class:`~latentzarr.errors.ObjectTooLargeError` if ``size`` exceeds the
+        whole byte budget.
+        """
+        size = self._check_fits(size, "an image")
+        _check_value(value)
+        lid = key if latent_id is None else latent_id
+        with self._lock:
+            img = self._img
+            if key in img:
+                img.insert(key, size)
+                self._ivals[key] = value
+                return True
+            if not 0 < size <= img.capacity:
+                if lid not in self._lat:
+                    self._c["rejected"] += 1
+                return False
+            if lid in self._lat:
+                if self._lhits.get(lid, 0) < self._promote_after:
+                    return False
+                self._drop_latent(lid)
+                self._c["promotions"] += 1
+            self._insert_image(key, size)
+            self._ivals[key] = value
+            return True
+
+    # ---------------------------------------------------------------- simulation (one request)
+    def _access(self, obj_id: Hashable, image_size: int, latent_size: int) -> int:
+        self._tick()
+        c = self._c
+        c["requests"] += 1
+        found = self._img.touch(obj_id)
+        if found:
+            c["image_hits"] += 1
+            if found == TAIL_HIT:
+                c["image_tail_hits"] += 1
+            return IMAGE_HIT
+        lat = self._lat
+        found = lat.touch(obj_id)
+        if found:
+            c["latent_hits"] += 1
+            if found == TAIL_HIT:
+                c["latent_tail_hits"] += 1
+            hits = self._lhits.get(obj_id, 0) + 1
+            if hits >= self._promote_after and 0 < image_size <= self._img.capacity:
+                self._drop_latent(obj_id)
+                self._insert_image(obj_id, image_size)
+                c["promotions"] += 1
+            else:
+                self._lhits[obj_id] = hits
+            return LATENT_HIT
+        c["misses"] += 1
+        if 0 < latent_size <= lat.capacity:
+            self._insert_latent(obj_id, latent_size)
+        elif 0 < image_size <= self._img.capacity:
+            self._insert_image(obj_id, image_size)
+        else:
+            c["rejected"] += 1
+        return MISS
+
+    def _insert_image(self, key: Hashable, size: int) -> None:
+        evicted = self._img.insert(key, size)
+        self._c["image_inserts"] += 1
+        if evicted:
+            self._c["image_evictions"] += len(evicted)
+            ivals = self._ivals
+            for k in evicted:
+                ivals.pop(k, None)
+
+    def _insert_latent(self, obj_id: Hashable, size: int) -> None:
+        evicted = self._lat.insert(obj_id, size)
+        self._c["latent_inserts"] += 1
+        if evicted:
+            self._forget_latents(evicted)
+
+    def _forget_latents(self, evicted: list[Hashable]) -> None:
+        self._c["latent_evictions"] += len(evicted)
+        lvals, lhits = self._lvals, self._lhits
+        for k in evicted:
+            lvals.pop(k, None)
+            lhits.pop(k, None)
+
+    def _drop_latent(self, obj_id: Hashable) -> None:
+        self._lat.pop(obj_id)
+        self._lvals.pop(obj_id, None)
+        self._lhits.pop(obj_id, None)
+
+    # ---------------------------------------------------------------- tuner
+    def _image_capacity(self, alpha: float) -> int:
+        return min(self._capacity, round(alpha * self._capacity))
+
+    def _tick(self) -> None:
+        """Called at the start of every request: close the window first if it is full."""
+        if self._w_req >= self._window:
+            self._end_window()
+        self._w_req += 1
+
+    def _end_window(self) -> None:
+        c, w0 = self._c, self._w0
+        alpha = self._alpha_v
+        if self._adaptive:
+            new = self._decide(
+                requests=c["requests"] - w0["requests"],
+                image_hits=c["image_hits"] - w0["image_hits"],
+                image_tail_hits=c["image_tail_hits"] - w0["image_tail_hits"],
+                latent_tail_hits=c["latent_tail_hits"] - w0["latent_tail_hits"],
+                misses=c["misses"] - w0["misses"],
+            )
+            if new != alpha:
+                self._set_alpha(new)
+                c["tuner_steps"] += 1
+        self._trajectory.append((c["requests"], self._alpha_v))
+        self._w0 = dict(c)
+        self._w_req = 0
+
+    def _decide(
+        self, *, requests: int, image_hits: int, image_tail_hits: int, latent_tail_hits: int, misses: int
+    ) -> float:
+        """The next alpha given one window's counts: one step toward the larger marginal saving per byte."""
+        image_misses = requests - image_hits
+        m_lat = misses / image_misses if image_misses else 0.0
+        d, f = self._decode_ms, self._fetch_ms
+        img_tail = self._img.tail_capacity
+        lat_tail = self._lat.tail_capacity
+        save_image = image_tail_hits / img_tail * (d + m_lat * f) if img_tail > 0 else 0.0
+        save_latent = latent_tail_hits / lat_tail * f if lat_tail > 0 else 0.0
+        alpha = self._alpha_v
+        if save_image > save_latent:
+            alpha = min(self._alpha_max, alpha + self._step)
+        elif save_latent > save_image:
+            alpha = max(self._alpha_min, alpha - self._step)
+        return round(alpha, 12)
+
+    def _set_alpha(self, alpha: float) -> None:
+        self._alpha_v = alpha
+        image_cap = self._image_capacity(alpha)
+        # shrink first so the total never exceeds the budget
+        if image_cap < self._img.capacity:
+            self._evicted_images(self._img.set_capacity(image_cap))
+            self._forget_latents(self._lat.set_capacity(self._capacity - image_cap))
+        else:
+            self._forget_latents(self._lat.set_capacity(self._capacity - image_cap))
+            self._evicted_images(self._img.set_capacity(image_cap))
+
+    def _evicted_images(self, evicted: list[Hashable]) -> None:
+        if evicted:
+            self._c["image_evictions"] += len(evicted)
+            for k in evicted:
+                self._ivals.pop(k, None)
+
+    def set_alpha(self, alpha: float) -> None:
+        """Set the split now (resizing both tiers and evicting overflow); the tuner may move it again."""
+        alpha = check_fraction("alpha", alpha)
+        with self._lock:
+            self._set_alpha(alpha)
+
+    def _after_reset_stats(self) -> None:
+        self._w0 = dict(self._c)
+        self._w_req = 0
+
+    # ---------------------------------------------------------------- inspection
+    def _alpha(self) -> float:
+        return self._alpha_v
+
+    def _tier_bytes(self) -> tuple[int, int]:
+        return self._img.used_bytes, self._lat.used_bytes
+
+    def _extra_stats(self) -> dict[str, Any]:
+        c = self._c
+        return {
+            "image_misses": c["requests"] - c["image_hits"],
+            "image_capacity": self._img.capacity,
+            "latent_capacity": self._lat.capacity,
+            "image_objects": len(self._img),
+            "latent_objects": len(self._lat),
+            "adaptive": self._adaptive,
+            "window": self._window,
+            "promote_after": self._promote_after,
+            "step": self._step,
+            "tail": self._tail,
+        }
+
+    # ---------------------------------------------------------------- simulation (whole trace)
+    def _replay(self, ids: list[Hashable], isz: list[int], lsz: list[int]) -> list[tuple[int, float]]:
+        from latentzarr.cache._dual_replay import replay_dual
+
+        return replay_dual(self, ids, isz, lsz)
+
+
+def _check_value(value: Any) -> None:
+    if value is None:
+        raise ValueError("Expected a cached value (e.g. bytes). Got None instead; a cache stores real objects.")
