@@ -16,6 +16,7 @@ __all__ = [
     "NotALatentStoreError",
     "ObjectTooLargeError",
     "StoreLockedError",
+    "TraceFormatError",
     "UnknownIdError",
     "UnsupportedFormatError",
 ]
@@ -71,3 +72,7 @@ class ModelNotFoundError(LatentZarrError, FileNotFoundError):
 
 class ObjectTooLargeError(LatentZarrError, ValueError):
     """An object is larger than the cache (or cache tier) it was offered to, so it can never be cached."""
+
+
+class TraceFormatError(LatentZarrError, ValueError):
+    """A request trace has too many malformed lines, or none that parse. The message quotes the first few."""
