@@ -12,6 +12,7 @@ from latentzarr.models.weights import ENV_VAR, KNOWN_WEIGHTS, ensure_weights, mo
 
 __all__ = [
     "DIFFUSERS_PREFIX",
+    "DiffusersAutoencoder",
     "ENV_VAR",
     "KNOWN_WEIGHTS",
     "LatentAutoencoder",
@@ -24,3 +25,12 @@ __all__ = [
     "psnr",
     "sha256_file",
 ]
+
+
+def __getattr__(name: str):
+    # diffusers is an optional dependency: import its wrapper only when asked for
+    if name == "DiffusersAutoencoder":
+        from latentzarr.models.diffusers_vae import DiffusersAutoencoder
+
+        return DiffusersAutoencoder
+    raise AttributeError(f"module 'latentzarr.models' has no attribute {name!r}")
