@@ -1,0 +1,187 @@
+"""The latent arrays of a store: their metadata, creation, and bit-exact row reads with corruption checks."""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import numpy as np
+import zarr
+
+from latentzarr.errors import CorruptDataError
+from latentzarr.store.layout import (
+    ARRAYS_GROUP,
+    FORMAT_VERSION,
+    compressors,
+    fill_value,
+    nan_rows,
+    serializer,
+    storage_dtype,
+    to_logical,
+)
+
+__all__ = [
+    "MAX_GAP",
+    "READ_THREADS",
+    "ArrayMeta",
+    "create_latent_array",
+    "list_arrays",
+    "open_latent_array",
+    "read_rows",
+]
+
+
+MAX_GAP = 3
+"""Rows a read may decode needlessly to save a Zarr call (one call costs about as much as 3-4 chunk decodes)."""
+
+READ_THREADS = 8
+"""Concurrent Zarr calls of one read (matters on object stores, where each GET waits 10-200 ms)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class ArrayMeta:
+    """What a store knows about one of its arrays (immutable after creation, except its row count)."""
+
+    name: str
+    model: str
+    model_attrs: dict[str, Any]
+    shape: tuple[int, int, int]
+    """Latent shape (C, h, w)."""
+    dtype: str
+    """Logical dtype name: float16, float32 or bfloat16."""
+    shard_images: int
+    """Rows (images) per shard object."""
+
+    @property
+    def path(self) -> str:
+        """Path of the array inside the store."""
+        return f"{ARRAYS_GROUP}/{self.name}"
+
+    @property
+    def raw_bytes_per_image(self) -> int:
+        """Uncompressed size of one latent, in bytes."""
+        return int(np.prod(self.shape)) * storage_dtype(self.dtype).itemsize
+
+
+def _meta_of(name: str, array: zarr.Array) -> ArrayMeta:
+    attrs = dict(array.attrs.get("latentzarr", {}))
+    return ArrayMeta(
+        name=name,
+        model=attrs["model"],
+        model_attrs=dict(attrs.get("model_attrs", {})),
+        shape=tuple(int(s) for s in array.shape[1:]),
+        dtype=attrs["dtype"],
+        shard_images=int(array.shards[0]) if array.shards else 1,
+    )
+
+
+def open_latent_array(store: zarr.abc.store.Store, name: str, *, writable: bool = False) -> zarr.Array:
+    """Open array ``name`` afresh (re-reading its metadata, so its shape is current)."""
+    return zarr.open_array(store=store, path=f"{ARRAYS_GROUP}/{name}", mode="r+" if writable else "r")
+
+
+def list_arrays(store: zarr.abc.store.Store) -> dict[str, ArrayMeta]:
+    """Metadata of every latent array in the store, by name."""
+    group = zarr.open_group(store=store, path=ARRAYS_GROUP, mode="r")
+    return {name: _meta_of(name, array) for name, array in group.arrays()}
+
+
+def create_latent_array(store: zarr.abc.store.Store, name: str, *, model: str, model_attrs: dict[str, Any],
+                        shape: tuple[int, int, int], dtype: str, shard_images: int) -> ArrayMeta:
+    """Create an empty (0, C, h, w) array: one image per chunk, ``shard_images`` per shard, CRC32C-checked."""
+    array = zarr.create_array(
+        store=store,
+        name=f"{ARRAYS_GROUP}/{name}",
+        shape=(0, *shape),
+        chunks=(1, *shape),
+        shards=(shard_images, *shape),
+        dtype=storage_dtype(dtype),
+        serializer=serializer(dtype),
+        compressors=compressors(),
+        fill_value=fill_value(dtype),
+        dimension_names=("image", "channel", "y", "x"),
+        attributes={"latentzarr": {"format_version": FORMAT_VERSION, "model": model, "model_attrs": model_attrs,
+                                   "dtype": dtype}},
+        overwrite=False,
+    )
+    return _meta_of(name, array)
+
+
+def read_rows(array: zarr.Array, meta: ArrayMeta, rows: np.ndarray, ids: Sequence[str]) -> np.ndarray:
+    """Read ``rows`` (any order, repeats allowed) of ``array`` as logical-dtype latents (N, C, h, w).
+
+    Uses one Zarr call for all rows (a slice when they are contiguous). ``ids[i]`` names ``rows[i]`` in errors.
+
+    Raises
+    ------
+    CorruptDataError
+        A chunk failed its checksum or decoding, or a committed row holds no data (its shard is missing).
+    """
+    rows = np.asarray(rows, dtype=np.int64)
+    unique, inverse = np.unique(rows, return_inverse=True)
+    try:
+        stored = _read_unique(array, unique)
+    except Exception:  # find which rows are bad, one by one
+        _raise_first_corrupt(array, meta, rows, ids)
+        raise
+    missing = nan_rows(stored, meta.dtype)
+    if missing.any():
+        i = int(np.flatnonzero(np.isin(rows, unique[missing]))[0])
+        raise CorruptDataError(
+            f"Expected stored data for image id {ids[i]!r} (array {meta.name!r}, row {int(rows[i])}). Got none "
+            "instead: its shard object is missing. Restore it from a backup, or re-ingest the image."
+        )
+    return to_logical(stored, meta.dtype)[inverse]
+
+
+def _runs(unique: np.ndarray) -> list[tuple[int, int]]:
+    """Split sorted rows into [start, stop) spans, bridging gaps of at most :data:`MAX_GAP` rows."""
+    breaks = np.flatnonzero(np.diff(unique) > MAX_GAP + 1) + 1
+    starts = np.concatenate([[0], breaks])
+    stops = np.concatenate([breaks, [len(unique)]])
+    return [(int(unique[a]), int(unique[b - 1]) + 1) for a, b in zip(starts, stops, strict=True)]
+
+
+def _read_unique(array: zarr.Array, unique: np.ndarray) -> np.ndarray:
+    """Read sorted unique rows: one slice per run of nearby rows, runs read concurrently.
+
+    Measured (zarr 3.1.6, 2 cores, local disk, 64-image shards): an orthogonal selection of 37 scattered rows
+    took 0.17 s (it decodes whole shards), 37 single-row reads 0.06 s, a whole 64-row shard 0.03 s.
+    """
+    runs = _runs(unique)
+    if len(runs) == 1:
+        start, stop = runs[0]
+        block = array[start:stop]
+        return block if stop - start == len(unique) else block[unique - start]
+    blocks = list(_pool().map(lambda run: array[run[0]:run[1]], runs))
+    spans = np.concatenate([np.arange(a, b) for a, b in runs])
+    stacked = np.concatenate(blocks)
+    return stacked if len(spans) == len(unique) else stacked[np.searchsorted(spans, unique)]
+
+
+_POOL: ThreadPoolExecutor | None = None
+_POOL_LOCK = threading.Lock()
+
+
+def _pool() -> ThreadPoolExecutor:
+    """Threads that issue concurrent Zarr reads (they wait on I/O; decoding runs in Zarr's own threads)."""
+    global _POOL
+    with _POOL_LOCK:
+        if _POOL is None:
+            _POOL = ThreadPoolExecutor(max_workers=READ_THREADS, thread_name_prefix="latentzarr-read")
+        return _POOL
+
+
+def _raise_first_corrupt(array: zarr.Array, meta: ArrayMeta, rows: np.ndarray, ids: Sequence[str]) -> None:
+    for i, row in enumerate(rows):
+        try:
+            array[int(row)]
+        except Exception as exc:
+            raise CorruptDataError(
+                f"Expected readable data for image id {ids[i]!r} (array {meta.name!r}, row {int(row)}). Got "
+                f"{type(exc).__name__}: {exc} instead. The shard object is damaged; restore it from a backup "
+                "or re-ingest the image."
+            ) from exc

@@ -1,0 +1,532 @@
+"""LatentStore: image id -> latent, bit-exact, in a Zarr v3 group; safe with many writers and against crashes.
+
+Write protocol of :meth:`LatentStore.put` (append-only, put-aligned shards):
+
+1. validate everything (ids, dtype, shape, NaN/Inf, model attributes) and reject ids already committed;
+2. under the writer lock: resolve (or create) the array, then *reserve* whole fresh shards by growing the array
+   (rows ``[start, start + ceil(N / S) * S)``; ``start`` is always a multiple of the shard size ``S``);
+3. without the lock: write the latents into those rows; no other put ever touches these shard objects, and no
+   shard holding committed data is ever rewritten (Zarr writes a partial shard by read-modify-write);
+4. under the writer lock: re-check that no id was committed meanwhile (:class:`DuplicateIdError`), then write
+   one index commit file (atomic, exclusive). Only now are the ids visible.
+
+A crash before step 4 leaves orphaned rows that no id points to; rows are never reused. A failing call changes
+nothing that was committed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+import threading
+from collections.abc import Iterator, Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+import numpy as np
+import zarr
+
+from latentzarr.errors import (
+    DuplicateIdError,
+    InvalidLatentError,
+    LatentZarrError,
+    NotALatentStoreError,
+    UnknownIdError,
+    UnsupportedFormatError,
+)
+from latentzarr.ids import validate_id, validate_ids
+from latentzarr.store.arrays import (
+    ArrayMeta,
+    create_latent_array,
+    list_arrays,
+    open_latent_array,
+    read_rows,
+)
+from latentzarr.store.backend import Backend
+from latentzarr.store.index import IdIndex, commit_table
+from latentzarr.store.layout import ARRAYS_GROUP, FORMAT_VERSION, array_name, to_storage
+from latentzarr.store.locking import DEFAULT_TIMEOUT, make_lock
+from latentzarr.store.validation import (
+    check_finite,
+    coerce_latents,
+    decoder_setup_json,
+    normalise_model_attrs,
+    per_id,
+    validate_model,
+)
+
+__all__ = ["CHECKPOINT_EVERY", "DEFAULT_SHARD_IMAGES", "LatentStore", "MixedArraysError"]
+
+DEFAULT_SHARD_IMAGES = 64
+"""Images per shard object of a new store."""
+
+CHECKPOINT_EVERY = 1024
+"""A put writes an index checkpoint once this many commit files have accumulated since the last one."""
+
+
+class MixedArraysError(LatentZarrError, ValueError):
+    """The ids of one ``get`` call live in different arrays (different model, shape or dtype)."""
+
+
+def latent_digest(stored: np.ndarray) -> str:
+    """SHA-256 (hex) of one latent's stored little-endian bits."""
+    return hashlib.sha256(np.ascontiguousarray(stored).tobytes()).hexdigest()
+
+
+class LatentStore:
+    """A store of diffusion latents keyed by image id, in one Zarr v3 group (local folder or fsspec URL).
+
+    Create one with :meth:`create` or open one with :meth:`open`; the constructor is internal.
+
+    Examples
+    --------
+    >>> store = LatentStore.create(tmp_path / "latents.zarr")          # doctest: +SKIP
+    >>> store.put(["a", "b"], latents, model="taef2")                  # doctest: +SKIP
+    >>> store["a"].shape                                               # doctest: +SKIP
+    (32, 64, 64)
+    """
+
+    def __init__(self, backend: Backend, mode: Literal["r", "a"], *, lock_timeout: float = DEFAULT_TIMEOUT) -> None:
+        self._backend = backend
+        self.mode = mode
+        self._lock = make_lock(backend, timeout=lock_timeout) if mode == "a" else None
+        self._mutex = threading.RLock()  # guards the in-memory index and array catalogue
+        self._index = IdIndex(backend)
+        self._meta: dict[str, ArrayMeta] = {}
+        self._handles: dict[str, zarr.Array] = {}
+        attrs = self._read_root_attrs(backend)
+        self.shard_images = int(attrs.get("shard_images", DEFAULT_SHARD_IMAGES))
+        self.refresh()
+
+    # ------------------------------------------------------------------------------------ create / open
+    @classmethod
+    def create(cls, url: str | os.PathLike[str], *, storage_options: Mapping[str, Any] | None = None,
+               shard_images: int = DEFAULT_SHARD_IMAGES, lock_timeout: float = DEFAULT_TIMEOUT) -> LatentStore:
+        """Create an empty store at ``url`` and open it for appending.
+
+        Parameters
+        ----------
+        url
+            Local path or fsspec URL (``s3://bucket/latents.zarr``). Must not hold a store yet.
+        storage_options
+            fsspec options (credentials, ``endpoint_url``...).
+        shard_images
+            Images per shard object (one object-store object per shard). Every put occupies whole shards, so
+            a put of fewer images leaves the rest of its last shard empty (empty rows cost no bytes).
+        lock_timeout
+            Seconds to wait for the writer lock before :class:`StoreLockedError`.
+        """
+        if not isinstance(shard_images, int) or isinstance(shard_images, bool) or shard_images < 1:
+            raise ValueError(f"Expected shard_images as a positive int. Got {shard_images!r} instead.")
+        backend = Backend(url, storage_options)
+        with make_lock(backend, timeout=lock_timeout):
+            if backend.exists("zarr.json"):
+                raise FileExistsError(
+                    f"Expected no store at {backend.url!r}. Got an existing Zarr node instead; open it with "
+                    "LatentStore.open(url, mode='a') or choose another path."
+                )
+            group = zarr.create_group(
+                store=backend.zarr_store, zarr_format=3,
+                attributes={"latentzarr": {"format_version": FORMAT_VERSION, "shard_images": shard_images,
+                                           "created": datetime.now(UTC).isoformat()}},
+            )
+            group.create_group(ARRAYS_GROUP)
+        return cls(backend, "a", lock_timeout=lock_timeout)
+
+    @classmethod
+    def open(cls, url: str | os.PathLike[str], mode: Literal["r", "a"] = "r", *,
+             storage_options: Mapping[str, Any] | None = None, shard_images: int = DEFAULT_SHARD_IMAGES,
+             lock_timeout: float = DEFAULT_TIMEOUT) -> LatentStore:
+        """Open the store at ``url``: ``mode="r"`` to read, ``"a"`` to read and append (created if missing).
+
+        ``shard_images`` applies only when ``mode="a"`` creates the store.
+
+        Raises
+        ------
+        NotALatentStoreError
+            ``url`` holds no latentzarr store (and ``mode`` is ``"r"``, or it holds some other Zarr data).
+        UnsupportedFormatError
+            The store was written by a newer latentzarr.
+        """
+        if mode not in ("r", "a"):
+            raise ValueError(f"Expected mode 'r' or 'a'. Got {mode!r} instead.")
+        backend = Backend(url, storage_options, read_only=(mode == "r"))
+        if mode == "a" and not backend.exists("zarr.json"):
+            try:
+                return cls.create(url, storage_options=storage_options, shard_images=shard_images,
+                                  lock_timeout=lock_timeout)
+            except FileExistsError:  # another process created it first
+                pass
+        return cls(backend, mode, lock_timeout=lock_timeout)
+
+    @staticmethod
+    def _read_root_attrs(backend: Backend) -> dict[str, Any]:
+        how = (f"Create one with LatentStore.create({backend.url!r}) or LatentStore.open({backend.url!r}, "
+               "mode='a').")
+        try:
+            group = zarr.open_group(store=backend.zarr_store, mode="r", zarr_format=3)
+        except (FileNotFoundError, zarr.errors.GroupNotFoundError, ValueError, KeyError) as exc:
+            raise NotALatentStoreError(
+                f"Expected a latentzarr store at {backend.url!r}. Got no Zarr v3 group there instead. {how}"
+            ) from exc
+        attrs = group.attrs.get("latentzarr")
+        if not isinstance(attrs, dict) or "format_version" not in attrs:
+            raise NotALatentStoreError(
+                f"Expected a latentzarr store at {backend.url!r}. Got a Zarr group without 'latentzarr' "
+                f"attributes instead. {how}"
+            )
+        version = attrs["format_version"]
+        if not isinstance(version, int) or version > FORMAT_VERSION:
+            raise UnsupportedFormatError(
+                f"Expected a store of format version <= {FORMAT_VERSION}. Got version {version!r} at "
+                f"{backend.url!r} instead; upgrade latentzarr to read it."
+            )
+        return attrs
+
+    # ------------------------------------------------------------------------------------ catalogue
+    @property
+    def url(self) -> str:
+        """Where the store lives."""
+        return self._backend.url
+
+    def refresh(self) -> int:
+        """Load index commits written since the last refresh (by any writer); return how many ids were added."""
+        with self._mutex:
+            added = self._index.refresh()
+            self._refresh_arrays()
+            return added
+
+    def _refresh_arrays(self) -> None:
+        with self._mutex:
+            self._meta = list_arrays(self._backend.zarr_store)
+
+    def _array_meta(self, name: str) -> ArrayMeta:
+        meta = self._meta.get(name)
+        if meta is None:
+            self._refresh_arrays()
+            meta = self._meta[name]
+        return meta
+
+    def _handle(self, name: str, min_rows: int) -> zarr.Array:
+        """A read handle of ``name`` whose shape covers ``min_rows`` rows (reopened when stale)."""
+        handle = self._handles.get(name)
+        if handle is None or handle.shape[0] < min_rows:
+            handle = self._handles[name] = open_latent_array(self._backend.zarr_store, name)
+        return handle
+
+    # ------------------------------------------------------------------------------------ writing
+    def put(self, ids: Sequence[str], latents: np.ndarray | Sequence[np.ndarray], *, model: str,
+            model_attrs: Mapping[str, Any] | None = None, pixel_digests: Sequence[str | None] | None = None,
+            decoder_setup: Mapping[str, Any] | str | None = None,
+            source_bytes: Sequence[int | None] | None = None) -> None:
+        """Store ``latents`` under ``ids``, bit-exactly; all or nothing.
+
+        Parameters
+        ----------
+        ids
+            New, unique image ids (see :func:`latentzarr.ids.validate_id`). Committed ids are immutable.
+        latents
+            (N, C, h, w) array, or N arrays (C, h, w) of one shape; float16, float32 or ``ml_dtypes.bfloat16``.
+        model
+            Model id (e.g. ``"taef2"``). All arrays of one model share its channel count and ``model_attrs``.
+        model_attrs
+            JSON attributes of the model (``scaling_factor``, ``shift_factor``...); None uses the store's.
+        pixel_digests
+            Per id: SHA-256 hex of the pixels decoded at ingest (see ``decoder_setup``), or None.
+        decoder_setup
+            The setup those pixels were decoded with (device, dtype, threads, batch size...), for the batch.
+        source_bytes
+            Per id: size in bytes of the source image (e.g. its PNG), or None; used by :meth:`info`.
+
+        Raises
+        ------
+        InvalidIdError, DuplicateIdError, InvalidLatentError, StoreLockedError
+        """
+        self._require_writable()
+        ids = validate_ids(ids)
+        n = len(ids)
+        model = validate_model(model)
+        attrs = normalise_model_attrs(model_attrs)
+        array, logical = coerce_latents(latents, n)
+        if n == 0:
+            return
+        check_finite(array, ids)
+        pixels = per_id(pixel_digests, n, "pixel_digests", str)
+        sources = per_id(source_bytes, n, "source_bytes", (int, np.integer))
+        setup = decoder_setup_json(decoder_setup)
+        self.refresh()
+        self._reject_committed(ids)
+        stored = to_storage(array, logical)
+        digests = [latent_digest(s) for s in stored]
+        shape = tuple(int(s) for s in array.shape[1:])
+
+        with self._lock:  # 1) reserve whole fresh shards
+            self._refresh_arrays()
+            meta = self._resolve_array(model, shape, logical, attrs)
+            writer = open_latent_array(self._backend.zarr_store, meta.name, writable=True)
+            start = writer.shape[0]
+            reserved = math.ceil(n / meta.shard_images) * meta.shard_images
+            writer.resize((start + reserved, *shape))
+
+        writer[start:start + n] = stored  # 2) data, outside the lock, into shards only this put owns
+
+        now = datetime.now(UTC)
+        table = commit_table({
+            "id": ids, "array": [meta.name] * n, "row": list(range(start, start + n)), "latent_sha256": digests,
+            "pixel_sha256": pixels, "decoder_setup": [setup] * n,
+            "source_bytes": [None if s is None else int(s) for s in sources], "created": [now] * n,
+        })
+        with self._lock, self._mutex:  # 3) commit
+            while True:
+                self._index.refresh()
+                self._reject_committed(ids)
+                try:
+                    self._index.commit(table)
+                    break
+                except FileExistsError:  # another writer took this seq (only after a broken lease): retry
+                    continue
+            if self._index.commits_since_checkpoint >= CHECKPOINT_EVERY:
+                self._index.checkpoint()
+
+    def _require_writable(self) -> None:
+        if self._lock is None:
+            raise PermissionError(
+                f"Expected a store opened with mode='a' to write. Got mode={self.mode!r} instead; reopen it with "
+                f"LatentStore.open({self.url!r}, mode='a')."
+            )
+
+    def _reject_committed(self, ids: Sequence[str]) -> None:
+        dups = [i for i in ids if i in self._index]
+        if dups:
+            raise DuplicateIdError(
+                f"Expected new ids. Got {len(dups)} already committed, {dups[:5]!r} instead; committed ids are "
+                "immutable, so use new ids."
+            )
+
+    def _resolve_array(self, model: str, shape: tuple[int, int, int], logical: str,
+                       attrs: dict[str, Any] | None) -> ArrayMeta:
+        """The array for (model, shape, dtype), created if new; checks channels and model attributes."""
+        same_model = [m for m in self._meta.values() if m.model == model]
+        for m in same_model:
+            if m.shape[0] != shape[0]:
+                raise InvalidLatentError(
+                    f"Expected {m.shape[0]} channels for model {model!r} (array {m.name!r}). Got latents of "
+                    f"shape {shape} instead; check the model name."
+                )
+        if same_model:
+            known = same_model[0].model_attrs
+            if attrs is not None and attrs != known:
+                raise InvalidLatentError(
+                    f"Expected model_attrs {known!r} for model {model!r}, as stored. Got {attrs!r} instead; "
+                    "pass the same attributes (or None), or use another model name."
+                )
+            attrs = known
+        base = name = array_name(model, shape, logical)
+        suffix = 1
+        while name in self._meta:
+            m = self._meta[name]
+            if m.model == model and m.shape == shape and m.dtype == logical:
+                return m
+            suffix += 1
+            name = f"{base}-{suffix}"
+        meta = create_latent_array(self._backend.zarr_store, name, model=model, model_attrs=attrs or {},
+                                   shape=shape, dtype=logical, shard_images=self.shard_images)
+        self._meta[name] = meta
+        return meta
+
+    # ------------------------------------------------------------------------------------ reading
+    def _positions(self, ids: Sequence[str]) -> np.ndarray:
+        positions = []
+        refreshed = False
+        for image_id in ids:
+            pos = self._index.position(image_id)
+            if pos is None and not refreshed:
+                self.refresh()  # maybe another writer committed it
+                refreshed = True
+                pos = self._index.position(image_id)
+            if pos is None:
+                validate_id(image_id)
+                raise UnknownIdError(image_id, where=f"the latent store {self.url!r}")
+            positions.append(pos)
+        return np.asarray(positions, dtype=np.int64)
+
+    def get(self, ids: Sequence[str]) -> np.ndarray:
+        """Latents of ``ids`` as one (N, C, h, w) array, bit-exact, in the order given.
+
+        All ids must live in one array (same model, shape and dtype); bfloat16 comes back as
+        ``ml_dtypes.bfloat16``. Reads every row with one Zarr call.
+
+        Raises
+        ------
+        UnknownIdError
+            An id is not committed.
+        MixedArraysError
+            The ids span several arrays; group them by ``record(id)["array"]``.
+        CorruptDataError
+            A chunk is damaged or missing; the message names the id, array and row.
+        """
+        if isinstance(ids, str):
+            raise TypeError(f"Expected a sequence of ids. Got the str {ids!r} instead; use get_one(id).")
+        ids = list(ids)
+        if not ids:
+            raise ValueError("Expected at least one id. Got an empty sequence instead.")
+        codes, rows = self._index.locate(self._positions(ids))
+        if (codes != codes[0]).any():
+            names = sorted({self._index.array_name(int(c)) for c in np.unique(codes)})
+            raise MixedArraysError(
+                f"Expected ids of one array. Got ids from arrays {names!r} instead; group them by "
+                "store.record(id)['array'] and call get once per group."
+            )
+        name = self._index.array_name(int(codes[0]))
+        meta = self._array_meta(name)
+        return read_rows(self._handle(name, int(rows.max()) + 1), meta, rows, ids)
+
+    def get_one(self, image_id: str) -> np.ndarray:
+        """The latent (C, h, w) of one id."""
+        return self.get([image_id])[0]
+
+    def __getitem__(self, image_id: str) -> np.ndarray:
+        return self.get_one(image_id)
+
+    def __contains__(self, image_id: object) -> bool:
+        return image_id in self._index
+
+    def __len__(self) -> int:
+        return len(self._index)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._index)
+
+    def ids(self) -> list[str]:
+        """Every committed id (as of the last refresh), in commit order."""
+        return list(self._index)
+
+    def record(self, image_id: str) -> dict[str, Any]:
+        """Everything known about one id: array, row, model, model_attrs, shape, dtype, digests, created..."""
+        pos = int(self._positions([image_id])[0])
+        rec = self._index.row_record(pos)
+        meta = self._array_meta(rec["array"])
+        rec.update(model=meta.model, model_attrs=dict(meta.model_attrs), shape=meta.shape, dtype=meta.dtype)
+        return rec
+
+    # ------------------------------------------------------------------------------------ reporting
+    def arrays(self) -> list[dict[str, Any]]:
+        """One dict per array: name, model, model_attrs, shape (C, h, w), dtype, shard_images, images, rows."""
+        self.refresh()
+        counts = self._index.array_counts()
+        out = []
+        for name, meta in sorted(self._meta.items()):
+            rows = open_latent_array(self._backend.zarr_store, name).shape[0]
+            out.append({"name": name, "model": meta.model, "model_attrs": dict(meta.model_attrs),
+                        "shape": meta.shape, "dtype": meta.dtype, "shard_images": meta.shard_images,
+                        "images": counts.get(name, 0), "rows": rows})
+        return out
+
+    def info(self) -> dict[str, Any]:
+        """Storage figures, per array and in total (sizes in bytes).
+
+        ``stored_bytes`` sums the sizes of the array's objects; ``raw_bytes`` is images x latent size;
+        ``compression_ratio`` = raw / stored. ``source_bytes`` sums what callers reported for the images it is
+        known for, and ``data_reduction`` = 1 - (stored bytes per image x those images) / source_bytes.
+        """
+        arrays = self.arrays()
+        totals = {"images": 0, "stored_bytes": 0, "raw_bytes": 0, "source_bytes": 0, "source_known": 0,
+                  "source_stored_bytes": 0.0}
+        for a in arrays:
+            meta = self._meta[a["name"]]
+            a["stored_bytes"] = self._backend.size(meta.path)
+            a["raw_bytes"] = a["images"] * meta.raw_bytes_per_image
+            a["bytes_per_image"] = a["stored_bytes"] / a["images"] if a["images"] else None
+            a["compression_ratio"] = a["raw_bytes"] / a["stored_bytes"] if a["images"] else None
+            a["source_bytes"], a["source_known"] = self._index.column_sum(a["name"], "source_bytes")
+            known_stored = (a["bytes_per_image"] or 0) * a["source_known"]
+            a["data_reduction"] = 1 - known_stored / a["source_bytes"] if a["source_bytes"] else None
+            for key in ("images", "stored_bytes", "raw_bytes", "source_bytes", "source_known"):
+                totals[key] += a[key]
+            totals["source_stored_bytes"] += known_stored
+        total: dict[str, Any] = {k: totals[k] for k in ("images", "stored_bytes", "raw_bytes", "source_bytes",
+                                                        "source_known")}
+        total["bytes_per_image"] = totals["stored_bytes"] / totals["images"] if totals["images"] else None
+        total["compression_ratio"] = totals["raw_bytes"] / totals["stored_bytes"] if totals["images"] else None
+        total["data_reduction"] = (1 - totals["source_stored_bytes"] / totals["source_bytes"]
+                                   if totals["source_bytes"] else None)
+        return {"url": self.url, "format_version": FORMAT_VERSION, "arrays": arrays, "total": total}
+
+    def verify(self, ids: Sequence[str] | None = None, *, batch: int = 256) -> dict[str, Any]:
+        """Re-read latents (all, or ``ids``) and compare their SHA-256 with the index.
+
+        Returns
+        -------
+        dict
+            ``checked`` (count), ``ok`` (count), ``mismatched`` (ids whose bits changed) and ``unreadable``
+            (ids whose chunk is damaged or missing: ``{id: message}``).
+        """
+        self.refresh()
+        positions = self._positions(list(ids)) if ids is not None else np.arange(len(self._index))
+        codes, rows = self._index.locate(positions)
+        report: dict[str, Any] = {"checked": 0, "ok": 0, "mismatched": [], "unreadable": {}}
+        for code in np.unique(codes):
+            name = self._index.array_name(int(code))
+            meta = self._array_meta(name)
+            sel = np.flatnonzero(codes == code)
+            sel = sel[np.argsort(rows[sel], kind="stable")]
+            for lo in range(0, len(sel), batch):
+                part = sel[lo: lo + batch]
+                part_ids = self._index.ids_at(positions[part])
+                self._verify_part(name, meta, rows[part], part_ids, positions[part], report)
+        return report
+
+    def _verify_part(self, name: str, meta: ArrayMeta, rows: np.ndarray, ids: list[str], positions: np.ndarray,
+                     report: dict[str, Any]) -> None:
+        handle = self._handle(name, int(rows.max()) + 1)
+        try:
+            latents = read_rows(handle, meta, rows, ids)
+            pairs = list(zip(ids, latents, positions, strict=True))
+        except LatentZarrError:  # damaged somewhere in this batch: check one by one
+            pairs = []
+            for i, image_id in enumerate(ids):
+                try:
+                    pairs.append((image_id, read_rows(handle, meta, rows[i:i + 1], [image_id])[0], positions[i]))
+                except LatentZarrError as exc:
+                    report["checked"] += 1
+                    report["unreadable"][image_id] = str(exc)
+        for image_id, latent, pos in pairs:
+            report["checked"] += 1
+            expected = self._index.row_record(int(pos))["latent_sha256"]
+            if latent_digest(to_storage(latent, meta.dtype)) == expected:
+                report["ok"] += 1
+            else:
+                report["mismatched"].append(image_id)
+
+    def compact(self) -> int | None:
+        """Write an index checkpoint (merged commits) so that opening reads one file; return its seq."""
+        self.refresh()
+        with self._mutex:
+            return self._index.checkpoint()
+
+    def to_xarray(self, array: str | None = None):  # -> xr.Dataset (xarray imported lazily)
+        """A lazy xarray view of one array's committed latents.
+
+        Variable ``latent`` (dims image, channel, y, x; dask-backed, one dask chunk per shard), coordinate
+        ``image_id``; attrs model, model_attrs (as JSON) and dtype. bfloat16 is shown as float32 (exact).
+        ``array`` may be omitted when the store has a single array.
+        """
+        from latentzarr.store.xarray_view import array_dataset
+
+        self.refresh()
+        names = sorted(self._meta)
+        if array is None:
+            if len(names) != 1:
+                raise ValueError(f"Expected array= naming one of {names!r}. Got None instead "
+                                 f"(the store has {len(names)} arrays).")
+            array = names[0]
+        if array not in self._meta:
+            raise KeyError(f"Expected an array name among {names!r}. Got {array!r} instead.")
+        positions, rows = self._index.array_members(array)
+        handle = open_latent_array(self._backend.zarr_store, array)
+        return array_dataset(handle, self._meta[array], rows, self._index.ids_at(positions))
+
+    def __repr__(self) -> str:
+        return (f"<LatentStore {self.url!r} mode={self.mode!r}: {len(self)} images in {len(self._meta)} "
+                f"array(s)>")

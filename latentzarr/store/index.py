@@ -1,0 +1,235 @@
+"""The id index: append-only parquet commit files mapping image id -> (array, row) plus digests.
+
+Each successful ``put`` writes one immutable file ``index/<seq:010d>.parquet`` (atomically, exclusively) after
+its latents are written; an id exists exactly when a commit file names it. Readers load commit files
+incrementally (they remember the last seq read), so a put that died before its commit is never visible.
+A checkpoint ``index/checkpoint-<seq:010d>.parquet`` merges commits 0..seq; readers start from the newest one.
+
+In memory the index is a dict id -> position plus growable numpy columns (array code, row), so a lookup costs
+one dict access (about 1e6 ids take about 100 MB and load in about a second).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import re
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from latentzarr.store.backend import Backend
+from latentzarr.store.layout import INDEX_DIR
+
+__all__ = ["INDEX_SCHEMA", "IdIndex", "commit_table"]
+
+INDEX_SCHEMA = pa.schema([
+    pa.field("id", pa.string(), nullable=False),
+    pa.field("array", pa.string(), nullable=False),
+    pa.field("row", pa.int64(), nullable=False),
+    pa.field("latent_sha256", pa.string(), nullable=False),
+    pa.field("pixel_sha256", pa.string()),
+    pa.field("decoder_setup", pa.string()),
+    pa.field("source_bytes", pa.int64()),
+    pa.field("created", pa.timestamp("us", tz="UTC"), nullable=False),
+])
+"""Columns of every commit and checkpoint file."""
+
+_COMMIT = re.compile(r"^(\d{10})\.parquet$")
+_CHECKPOINT = re.compile(r"^checkpoint-(\d{10})\.parquet$")
+
+
+def commit_table(columns: dict[str, Sequence[Any]]) -> pa.Table:
+    """A commit table with :data:`INDEX_SCHEMA` from column lists."""
+    return pa.Table.from_pydict({f.name: columns[f.name] for f in INDEX_SCHEMA}, schema=INDEX_SCHEMA)
+
+
+def _to_bytes(table: pa.Table) -> bytes:
+    sink = io.BytesIO()
+    pq.write_table(table, sink, compression="zstd")
+    return sink.getvalue()
+
+
+class _Column:
+    """A growable 1-D numpy column (amortised O(1) append)."""
+
+    def __init__(self, dtype: type) -> None:
+        self._data = np.empty(1024, dtype=dtype)
+        self.size = 0
+
+    def extend(self, values: np.ndarray) -> None:
+        need = self.size + len(values)
+        if need > len(self._data):
+            grown = np.empty(max(need, 2 * len(self._data)), dtype=self._data.dtype)
+            grown[: self.size] = self._data[: self.size]
+            self._data = grown
+        self._data[self.size:need] = values
+        self.size = need
+
+    @property
+    def values(self) -> np.ndarray:
+        return self._data[: self.size]
+
+
+class IdIndex:
+    """In-memory view of a store's id index, refreshed incrementally from its commit files.
+
+    Parameters
+    ----------
+    backend
+        Where the store lives.
+    """
+
+    def __init__(self, backend: Backend) -> None:
+        self.backend = backend
+        self.last_seq = -1
+        """Highest commit seq loaded (-1: none)."""
+        self.commits_since_checkpoint = 0
+        self._pos: dict[str, int] = {}
+        self._ids: list[str] = []
+        self._codes = _Column(np.int32)
+        self._rows = _Column(np.int64)
+        self._array_names: list[str] = []
+        self._array_codes: dict[str, int] = {}
+        self._tables: list[pa.Table] = []
+        self._offsets: list[int] = []
+
+    # ----------------------------------------------------------------------------------------- loading
+    def refresh(self) -> int:
+        """Load commit files newer than the last one read; return how many ids were added."""
+        names = self.backend.listdir(INDEX_DIR)
+        commits = sorted(int(m.group(1)) for n in names if (m := _COMMIT.match(n)))
+        checkpoints = sorted(int(m.group(1)) for n in names if (m := _CHECKPOINT.match(n)))
+        before = len(self._ids)
+        if checkpoints and checkpoints[-1] > self.last_seq and self.last_seq < 0:
+            seq = checkpoints[-1]
+            self._add(self._read(f"checkpoint-{seq:010d}.parquet"))
+            self.last_seq = seq
+        for seq in commits:
+            if seq > self.last_seq:
+                self._add(self._read(f"{seq:010d}.parquet"))
+                self.last_seq = seq
+                self.commits_since_checkpoint += 1
+        return len(self._ids) - before
+
+    def _read(self, name: str) -> pa.Table:
+        table = pq.read_table(io.BytesIO(self.backend.read(f"{INDEX_DIR}/{name}")))
+        return table.select(INDEX_SCHEMA.names).cast(INDEX_SCHEMA)
+
+    def _add(self, table: pa.Table) -> None:
+        if table.num_rows == 0:
+            return
+        ids = table.column("id").to_pylist()
+        if not self._pos.keys().isdisjoint(ids):  # only after a broken lease: the first commit of an id wins
+            keep = [i not in self._pos for i in ids]
+            table = table.filter(pa.array(keep))
+            ids = table.column("id").to_pylist()
+            if not ids:
+                return
+        start = len(self._ids)
+        self._pos.update(zip(ids, range(start, start + len(ids)), strict=True))
+        self._ids.extend(ids)
+        arrays = table.column("array").dictionary_encode().combine_chunks()
+        codes = np.array([self._array_code(name) for name in arrays.dictionary.to_pylist()], dtype=np.int32)
+        self._codes.extend(codes[arrays.indices.to_numpy()])
+        self._rows.extend(table.column("row").to_numpy())
+        self._tables.append(table)
+        self._offsets.append(start)
+
+    def _array_code(self, name: str) -> int:
+        code = self._array_codes.get(name)
+        if code is None:
+            code = self._array_codes[name] = len(self._array_names)
+            self._array_names.append(name)
+        return code
+
+    # ----------------------------------------------------------------------------------------- writing
+    def next_seq(self) -> int:
+        """The seq of the next commit file (call after :meth:`refresh`, under the writer lock)."""
+        return self.last_seq + 1
+
+    def commit(self, table: pa.Table) -> int:
+        """Write ``table`` as the next commit file (exclusive create) and add it; return its seq.
+
+        Call under the writer lock after :meth:`refresh`. Raises :class:`FileExistsError` if another writer
+        took that seq (a broken lease); the caller refreshes and retries.
+        """
+        seq = self.next_seq()
+        self.backend.write(f"{INDEX_DIR}/{seq:010d}.parquet", _to_bytes(table), exclusive=True)
+        self._add(table)
+        self.last_seq = seq
+        self.commits_since_checkpoint += 1
+        return seq
+
+    def checkpoint(self) -> int | None:
+        """Write ``checkpoint-<last_seq>.parquet`` merging everything loaded; return its seq (None if empty)."""
+        if self.last_seq < 0 or not self._tables:
+            return None
+        table = pa.concat_tables(self._tables).combine_chunks()
+        with contextlib.suppress(FileExistsError):  # someone else checkpointed the same state
+            self.backend.write(f"{INDEX_DIR}/checkpoint-{self.last_seq:010d}.parquet", _to_bytes(table),
+                               exclusive=True)
+        self.commits_since_checkpoint = 0
+        return self.last_seq
+
+    # ----------------------------------------------------------------------------------------- lookups
+    def __len__(self) -> int:
+        return len(self._ids)
+
+    def __contains__(self, image_id: object) -> bool:
+        return image_id in self._pos
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(list(self._ids))
+
+    def position(self, image_id: str) -> int | None:
+        """Position of ``image_id`` in load order, or None when absent."""
+        return self._pos.get(image_id)
+
+    def locate(self, positions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(array codes, rows) of index positions."""
+        return self._codes.values[positions], self._rows.values[positions]
+
+    def array_name(self, code: int) -> str:
+        """Array name of an array code."""
+        return self._array_names[code]
+
+    def array_counts(self) -> dict[str, int]:
+        """Committed images per array name."""
+        counts = np.bincount(self._codes.values, minlength=len(self._array_names))
+        return {name: int(counts[i]) for i, name in enumerate(self._array_names)}
+
+    def array_members(self, name: str) -> tuple[np.ndarray, np.ndarray]:
+        """(positions, rows) of every id in array ``name``, in row order."""
+        code = self._array_codes.get(name)
+        if code is None:
+            return np.empty(0, np.int64), np.empty(0, np.int64)
+        positions = np.flatnonzero(self._codes.values == code)
+        rows = self._rows.values[positions]
+        order = np.argsort(rows, kind="stable")
+        return positions[order], rows[order]
+
+    def ids_at(self, positions: np.ndarray) -> list[str]:
+        """Ids at index positions."""
+        return [self._ids[int(p)] for p in positions]
+
+    def row_record(self, position: int) -> dict[str, Any]:
+        """Every index column of the id at ``position``."""
+        t = int(np.searchsorted(self._offsets, position, side="right")) - 1
+        table = self._tables[t]
+        local = position - self._offsets[t]
+        return {name: table.column(name)[local].as_py() for name in INDEX_SCHEMA.names}
+
+    def column_sum(self, name: str, column: str) -> tuple[int, int]:
+        """(sum, count of non-null) of integer ``column`` over the ids of array ``name``."""
+        total = count = 0
+        for table in self._tables:
+            mask = pc.equal(table.column("array"), name)
+            values = table.column(column).filter(mask)
+            count += len(values) - values.null_count
+            total += pc.sum(values).as_py() or 0
+        return total, count

@@ -1,0 +1,134 @@
+"""The on-disk layout of a latent store: names, attributes, data types and codecs.
+
+A store is one Zarr v3 group::
+
+    <root>/zarr.json                  group; attrs {"latentzarr": {"format_version": 1, "shard_images": S, ...}}
+    <root>/arrays/zarr.json           group holding one array per (model, latent shape, logical dtype)
+    <root>/arrays/<name>/             array (rows, C, h, w), chunks (1, C, h, w), shards (S, C, h, w)
+    <root>/index/<seq:010d>.parquet   one immutable commit file per successful ``put``
+    <root>/index/checkpoint-<seq:010d>.parquet   merged commits 0..seq (optional, derived data)
+    <root>/.latentzarr.lock           writer lock (file lock locally, lease object on object stores)
+
+Array names look like ``taef2-32x64x64-float16``. bfloat16 latents are stored as their uint16 bits (Zarr has no
+bfloat16 data type); the array attribute ``latentzarr.dtype`` records the logical dtype.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import ml_dtypes
+import numpy as np
+from zarr.abc.codec import ArrayBytesCodec
+from zarr.codecs import Crc32cCodec
+
+__all__ = [
+    "ARRAYS_GROUP",
+    "FORMAT_VERSION",
+    "INDEX_DIR",
+    "LOCK_NAME",
+    "LOGICAL_DTYPES",
+    "array_name",
+    "compressors",
+    "fill_value",
+    "logical_dtype_name",
+    "nan_rows",
+    "numpy_dtype",
+    "storage_dtype",
+    "to_logical",
+]
+
+FORMAT_VERSION = 1
+"""Store format version written by this code; stores with a larger version are refused."""
+
+ARRAYS_GROUP = "arrays"
+INDEX_DIR = "index"
+LOCK_NAME = ".latentzarr.lock"
+
+LOGICAL_DTYPES = ("float16", "float32", "bfloat16")
+"""The latent dtypes a store accepts, by name."""
+
+_BFLOAT16 = np.dtype(ml_dtypes.bfloat16)
+_BF16_NAN_BITS = 0x7FC0
+_SAFE = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+def logical_dtype_name(dtype: np.dtype) -> str | None:
+    """Name of ``dtype`` among :data:`LOGICAL_DTYPES`, or None when it is not one of them."""
+    dtype = np.dtype(dtype)
+    if dtype == _BFLOAT16:
+        return "bfloat16"
+    if dtype in (np.dtype(np.float16), np.dtype(np.float32)):
+        return dtype.name
+    return None
+
+
+def numpy_dtype(logical: str) -> np.dtype:
+    """The numpy dtype of a logical dtype name (``ml_dtypes.bfloat16`` for ``"bfloat16"``)."""
+    return _BFLOAT16 if logical == "bfloat16" else np.dtype(logical)
+
+
+def storage_dtype(logical: str) -> np.dtype:
+    """The Zarr data type that holds a logical dtype: uint16 bits for bfloat16, else the dtype itself."""
+    return np.dtype(np.uint16) if logical == "bfloat16" else np.dtype(logical)
+
+
+def fill_value(logical: str) -> float | int:
+    """Fill value of unwritten rows: NaN (or bfloat16 NaN bits), which a committed latent never holds."""
+    return _BF16_NAN_BITS if logical == "bfloat16" else float("nan")
+
+
+def to_storage(latents: np.ndarray, logical: str) -> np.ndarray:
+    """View latents of a logical dtype as little-endian storage values (no copy when already so)."""
+    if logical == "bfloat16":
+        return latents.view(np.uint16).astype("<u2", copy=False)
+    return latents.astype(np.dtype(logical).newbyteorder("<"), copy=False)
+
+
+def to_logical(stored: np.ndarray, logical: str) -> np.ndarray:
+    """View stored values as the logical dtype (uint16 bits -> ``ml_dtypes.bfloat16``), native byte order."""
+    stored = stored.astype(stored.dtype.newbyteorder("="), copy=False)
+    return stored.view(_BFLOAT16) if logical == "bfloat16" else stored
+
+
+def nan_rows(stored: np.ndarray, logical: str) -> np.ndarray:
+    """Boolean (N,) mask of rows (first axis) holding any NaN, i.e. unwritten or lost data."""
+    bad = (stored & 0x7FFF) > 0x7F80 if logical == "bfloat16" else np.isnan(stored)
+    return bad.reshape(len(stored), -1).any(axis=1)
+
+
+def array_name(model: str, shape: tuple[int, int, int], logical: str) -> str:
+    """The array name of a (model, latent shape (C, h, w), logical dtype), e.g. ``taef2-32x64x64-float16``.
+
+    Characters of ``model`` outside ``[A-Za-z0-9._-]`` become ``_``; the exact model id is kept in the
+    array's attributes.
+    """
+    safe = _SAFE.sub("_", model).strip("._") or "model"
+    return f"{safe}-{'x'.join(str(int(s)) for s in shape)}-{logical}"
+
+
+def _serializer(logical: str) -> ArrayBytesCodec:
+    """The array-to-bytes codec of a new array holding ``logical`` latents (the one place that chooses it)."""
+    try:
+        from latentzarr_codecs.zarr3 import LatentCodec
+    except ImportError:  # the codec package has not landed yet: plain pcodec.
+        from zarr.codecs.numcodecs import PCodec
+
+        return PCodec(level=8)
+    return LatentCodec(**_latent_codec_config(logical))
+
+
+def _latent_codec_config(logical: str) -> dict[str, Any]:
+    """Constructor arguments of LatentCodec for a logical dtype (bfloat16 bits arrive as uint16)."""
+    return {"dtype": logical}
+
+
+def serializer(logical: str) -> ArrayBytesCodec:
+    """Public alias of :func:`_serializer`."""
+    return _serializer(logical)
+
+
+def compressors() -> list[Crc32cCodec]:
+    """Bytes-to-bytes codecs after the serializer: a CRC32C checksum so corrupt chunks are detected."""
+    return [Crc32cCodec()]
