@@ -134,6 +134,7 @@ def test_fingerprint_describes_the_setup(taef2):
     assert fp["device"] == "cpu" and fp["dtype"] == "float32"
     assert fp["threads"] == torch.get_num_threads() and fp["torch"] == torch.__version__
     assert fp["batch_size"] == 1
+    assert taef2.fingerprint(batch_size=4) == {**fp, "batch_size": 4}
 
 
 def test_load_from_folder_and_file(models_dir, small_latents, taef2):

@@ -190,12 +190,13 @@ class LatentAutoencoder(abc.ABC):
         return out[0] if single else out
 
     # ------------------------------------------------------------------ description
-    def fingerprint(self) -> dict[str, Any]:
-        """The setup on which a decode is bit-exact: equal fingerprints (and equal batch size) give equal bytes.
+    def fingerprint(self, batch_size: int | None = None) -> dict[str, Any]:
+        """The setup on which a decode is bit-exact: equal fingerprints give equal bytes for equal latents.
 
         Keys: ``model``, ``weights_sha256``, ``device`` (type and, on CUDA, the device name and capability),
         ``torch``, ``dtype`` (compute dtype), ``threads`` (``torch.get_num_threads()`` for CPU decodes; 0 on
-        CUDA), ``batch_size`` (the default one), ``channels_last``.
+        CUDA), ``batch_size`` and ``channels_last``. Pass the ``batch_size`` given to :meth:`decode`
+        (``None``: the default :attr:`batch_size`), since the batch size changes results too.
         """
         device = self.device.type
         if self.device.type == "cuda":
@@ -208,7 +209,7 @@ class LatentAutoencoder(abc.ABC):
             "torch": torch.__version__,
             "dtype": str(self.dtype).removeprefix("torch."),
             "threads": torch.get_num_threads() if self.device.type == "cpu" else 0,
-            "batch_size": self.batch_size,
+            "batch_size": self.batch_size if batch_size is None else _check_batch_size(batch_size),
             "channels_last": self.channels_last,
         }
 
