@@ -56,6 +56,19 @@ def test_decode_is_deterministic_for_a_fixed_batch_size(taef2, small_latents):
         assert first.tobytes() == again.tobytes()
 
 
+def test_read_only_and_strided_inputs(taef2, small_latents, sample_images_256):
+    """Arrays straight from a store are often read-only views; they must work without warnings."""
+    frozen = small_latents.copy()
+    frozen.flags.writeable = False
+    expected = taef2.decode(small_latents)
+    np.testing.assert_array_equal(taef2.decode(frozen), expected)
+    strided = np.concatenate([small_latents, small_latents], axis=3)[..., ::2]
+    np.testing.assert_array_equal(taef2.decode(strided), taef2.decode(np.ascontiguousarray(strided)))
+    image = sample_images_256["rocket"][:64, :64].copy()
+    image.flags.writeable = False
+    assert taef2.encode(image).shape == (32, 8, 8)
+
+
 def test_single_latent_and_batch_agree(taef2, small_latents):
     one = taef2.decode(small_latents[0])
     assert one.shape == (64, 64, 3)

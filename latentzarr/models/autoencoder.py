@@ -147,7 +147,7 @@ class LatentAutoencoder(abc.ABC):
         step = _check_batch_size(batch_size) if batch_size is not None else self.batch_size
         parts = []
         for start in range(0, len(images), step):
-            x = torch.from_numpy(np.ascontiguousarray(images[start : start + step])).to(self.device)
+            x = _tensor(images[start : start + step]).to(self.device)
             x = x.permute(0, 3, 1, 2).to(self.dtype) / 255
             z = self.encode_tensor(x).float().cpu().numpy()
             parts.append(z)
@@ -184,7 +184,7 @@ class LatentAutoencoder(abc.ABC):
         n, _, h, w = arr.shape
         out = np.empty((n, h * self.downscale, w * self.downscale, 3), dtype=np.uint8)
         for start in range(0, n, step):
-            z = torch.from_numpy(np.ascontiguousarray(arr[start : start + step]))
+            z = _tensor(arr[start : start + step])
             y = self.decode_tensor(z)
             out[start : start + step] = _to_uint8(y).cpu().numpy()
         return out[0] if single else out
@@ -274,6 +274,13 @@ def _check_batch_size(batch_size: Any) -> int:
     if isinstance(batch_size, bool) or not isinstance(batch_size, int | np.integer) or batch_size < 1:
         raise ValueError(f"Expected a batch size that is a positive int. Got {batch_size!r} instead.")
     return int(batch_size)
+
+
+def _tensor(arr: np.ndarray) -> torch.Tensor:
+    """A CPU tensor over ``arr`` (copied when read-only or not C-contiguous; torch needs writable memory)."""
+    if not arr.flags.writeable or not arr.flags.c_contiguous:
+        arr = np.array(arr, order="C", copy=True)
+    return torch.from_numpy(arr)
 
 
 def _to_uint8(y: torch.Tensor) -> torch.Tensor:
