@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -83,10 +83,26 @@ def open_latent_array(store: zarr.abc.store.Store, name: str, *, writable: bool 
     return zarr.open_array(store=store, path=f"{ARRAYS_GROUP}/{name}", mode="r+" if writable else "r")
 
 
-def list_arrays(store: zarr.abc.store.Store) -> dict[str, ArrayMeta]:
-    """Metadata of every latent array in the store, by name."""
-    group = zarr.open_group(store=store, path=ARRAYS_GROUP, mode="r")
-    return {name: _meta_of(name, array) for name, array in group.arrays()}
+def list_arrays(store: zarr.abc.store.Store, names: Sequence[str],
+                known: Mapping[str, ArrayMeta] | None = None) -> dict[str, ArrayMeta]:
+    """Metadata of the arrays ``names`` (entries of the ``arrays/`` folder), by name.
+
+    Entries in ``known`` are reused (array metadata other than the row count never changes). Entries that are
+    not (yet) arrays, such as one being created by another writer, are skipped.
+    """
+    known = known or {}
+    out = {}
+    for name in names:
+        if name in known:
+            out[name] = known[name]
+            continue
+        if name == "zarr.json" or name.endswith(".partial"):
+            continue
+        try:
+            out[name] = _meta_of(name, open_latent_array(store, name))
+        except (FileNotFoundError, KeyError, zarr.errors.NodeNotFoundError, zarr.errors.NodeTypeValidationError):
+            continue
+    return out
 
 
 def create_latent_array(store: zarr.abc.store.Store, name: str, *, model: str, model_attrs: dict[str, Any],

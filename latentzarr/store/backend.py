@@ -135,8 +135,7 @@ class Backend:
         if self.is_local:
             return time.time() - os.path.getmtime(self.path(key))
         self.fs.invalidate_cache(self.path(key))
-        modified = self.fs.info(self.path(key))["LastModified"]
-        return time.time() - modified.timestamp()
+        return time.time() - self.fs.modified(self.path(key)).timestamp()
 
     def __repr__(self) -> str:
         return f"Backend({self.url!r})"

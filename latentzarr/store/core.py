@@ -199,7 +199,8 @@ class LatentStore:
 
     def _refresh_arrays(self) -> None:
         with self._mutex:
-            self._meta = list_arrays(self._backend.zarr_store)
+            names = self._backend.listdir(ARRAYS_GROUP)
+            self._meta = list_arrays(self._backend.zarr_store, names, known=self._meta)
 
     def _array_meta(self, name: str) -> ArrayMeta:
         meta = self._meta.get(name)
