@@ -120,3 +120,15 @@ def test_pixel_digest(photo):
     assert pixel_digest(flat) != digest
     with pytest.raises(InvalidImageError):
         pixel_digest(photo.astype(np.int16))
+
+
+def test_image_helpers_do_not_import_torch():
+    """An HTTP front end validates renditions and encodes pictures without loading torch."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from latentzarr.models import MEDIA_TYPES, Rendition, encode_image, pixel_digest; "
+        "assert 'torch' not in sys.modules, 'torch imported'"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)

@@ -1,54 +1,70 @@
 """Latent autoencoders (encode pixels to latents, decode latents to pixels) and image encoding.
 
 Everything here works in numpy at the edges: uint8 RGB images (N, H, W, 3) and stored latents (N, C, h, w).
+Names are imported lazily, so ``from latentzarr.models import encode_image, MEDIA_TYPES`` (e.g. in an HTTP front
+end) does not load torch; the autoencoder names do.
 """
 
 from __future__ import annotations
 
-from latentzarr.models.autoencoder import LatentAutoencoder, default_device, default_dtype, psnr
-from latentzarr.models.images import (
-    DEFAULT_QUALITY,
-    FORMATS,
-    MEDIA_TYPES,
-    InvalidImageError,
-    InvalidRenditionError,
-    Rendition,
-    encode_image,
-    pixel_digest,
-)
-from latentzarr.models.loading import DIFFUSERS_PREFIX, load_model
-from latentzarr.models.tiny import TinyAutoencoder
-from latentzarr.models.weights import ENV_VAR, KNOWN_WEIGHTS, ensure_weights, models_dir, sha256_file
+import importlib
+from typing import TYPE_CHECKING, Any
 
-__all__ = [
-    "DEFAULT_QUALITY",
-    "DIFFUSERS_PREFIX",
-    "ENV_VAR",
-    "FORMATS",
-    "KNOWN_WEIGHTS",
-    "MEDIA_TYPES",
-    "DiffusersAutoencoder",
-    "InvalidImageError",
-    "InvalidRenditionError",
-    "LatentAutoencoder",
-    "Rendition",
-    "TinyAutoencoder",
-    "default_device",
-    "default_dtype",
-    "encode_image",
-    "ensure_weights",
-    "load_model",
-    "models_dir",
-    "pixel_digest",
-    "psnr",
-    "sha256_file",
-]
+# public name -> module that defines it
+_LAZY: dict[str, str] = {
+    "LatentAutoencoder": "latentzarr.models.autoencoder",
+    "default_device": "latentzarr.models.autoencoder",
+    "default_dtype": "latentzarr.models.autoencoder",
+    "psnr": "latentzarr.models.autoencoder",
+    "DiffusersAutoencoder": "latentzarr.models.diffusers_vae",
+    "DEFAULT_QUALITY": "latentzarr.models.images",
+    "FORMATS": "latentzarr.models.images",
+    "MEDIA_TYPES": "latentzarr.models.images",
+    "InvalidImageError": "latentzarr.models.images",
+    "InvalidRenditionError": "latentzarr.models.images",
+    "Rendition": "latentzarr.models.images",
+    "encode_image": "latentzarr.models.images",
+    "pixel_digest": "latentzarr.models.images",
+    "DIFFUSERS_PREFIX": "latentzarr.models.loading",
+    "load_model": "latentzarr.models.loading",
+    "TinyAutoencoder": "latentzarr.models.tiny",
+    "ENV_VAR": "latentzarr.models.weights",
+    "KNOWN_WEIGHTS": "latentzarr.models.weights",
+    "ensure_weights": "latentzarr.models.weights",
+    "models_dir": "latentzarr.models.weights",
+    "sha256_file": "latentzarr.models.weights",
+}
+
+__all__ = sorted(_LAZY)
 
 
-def __getattr__(name: str):
-    # diffusers is an optional dependency: import its wrapper only when asked for
-    if name == "DiffusersAutoencoder":
-        from latentzarr.models.diffusers_vae import DiffusersAutoencoder
+def __getattr__(name: str) -> Any:
+    try:
+        module = _LAZY[name]
+    except KeyError:
+        raise AttributeError(f"module 'latentzarr.models' has no attribute {name!r}") from None
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
 
-        return DiffusersAutoencoder
-    raise AttributeError(f"module 'latentzarr.models' has no attribute {name!r}")
+
+def __dir__() -> list[str]:
+    return __all__
+
+
+if TYPE_CHECKING:  # pragma: no cover
+    from latentzarr.models.autoencoder import LatentAutoencoder, default_device, default_dtype, psnr  # noqa: F401
+    from latentzarr.models.diffusers_vae import DiffusersAutoencoder  # noqa: F401
+    from latentzarr.models.images import (  # noqa: F401
+        DEFAULT_QUALITY,
+        FORMATS,
+        MEDIA_TYPES,
+        InvalidImageError,
+        InvalidRenditionError,
+        Rendition,
+        encode_image,
+        pixel_digest,
+    )
+    from latentzarr.models.loading import DIFFUSERS_PREFIX, load_model  # noqa: F401
+    from latentzarr.models.tiny import TinyAutoencoder  # noqa: F401
+    from latentzarr.models.weights import ENV_VAR, KNOWN_WEIGHTS, ensure_weights, models_dir, sha256_file  # noqa: F401
