@@ -69,9 +69,9 @@ class MixedArraysError(LatentZarrError, ValueError):
     """The ids of one ``get`` call live in different arrays (different model, shape or dtype)."""
 
 
-def latent_digest(stored: np.ndarray) -> str:
-    """SHA-256 (hex) of one latent's stored little-endian bits."""
-    return hashlib.sha256(np.ascontiguousarray(stored).tobytes()).hexdigest()
+def latent_digest(stored: np.ndarray) -> bytes:
+    """SHA-256 (32 bytes) of one latent's stored little-endian bits."""
+    return hashlib.sha256(np.ascontiguousarray(stored).tobytes()).digest()
 
 
 class LatentStore:
@@ -494,8 +494,8 @@ class LatentStore:
                     report["unreadable"][image_id] = str(exc)
         for image_id, latent, pos in pairs:
             report["checked"] += 1
-            expected = self._index.row_record(int(pos))["latent_sha256"]
-            if latent_digest(to_storage(latent, meta.dtype)) == expected:
+            expected = self._index.latent_digest(int(pos))
+            if latent_digest(to_storage(latent, meta.dtype)).hex() == expected:
                 report["ok"] += 1
             else:
                 report["mismatched"].append(image_id)
