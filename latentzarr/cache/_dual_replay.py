@@ -89,7 +89,10 @@ def replay_dual(
                     ltb += s2
                 h = lhits_get(k, 0) + 1
                 if h >= P and 0 < si <= icap:
-                    lmb -= lm.pop(k)
+                    if k in lm:
+                        lmb -= lm.pop(k)
+                    else:  # a main segment smaller than the object slid it straight back
+                        ltb -= lt.pop(k)
                     promote = True
                 else:
                     lhits[k] = h

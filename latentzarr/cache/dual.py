@@ -15,7 +15,8 @@ Algorithm (LatentBox, 2026; defaults in brackets, all settable):
   m_img * (d + m_lat * f). One byte more for the image tier saves (image tail hits / image tail bytes) *
   (d + m_lat * f); one byte more for the latent tier saves (latent tail hits / latent tail bytes) * f. Alpha moves
   ``step`` [0.01] toward the larger saving (clamped to [alpha_min, alpha_max] = [0, 1]); both tiers are resized,
-  overflow is evicted and the window counters reset.
+  overflow is evicted and the window counters reset. A tier with no tail (zero capacity) cannot show its value,
+  so the tuner steps into it (exploration) rather than sticking at alpha = 0 or 1.
 * Fixed modes: ``adaptive=False`` keeps alpha; :meth:`DualFormatCache.image_only` (alpha = 1) and
   :meth:`DualFormatCache.latent_only` (alpha = 0) are the single-format baselines.
 
@@ -401,6 +402,10 @@ class DualFormatCache(Cache):
         lat_tail = self._lat.tail_capacity
         save_image = image_tail_hits / img_tail * (d + m_lat * f) if img_tail > 0 else 0.0
         save_latent = latent_tail_hits / lat_tail * f if lat_tail > 0 else 0.0
+        if img_tail == 0 and lat_tail > 0:  # an empty tier cannot show its value: explore one step into it
+            save_image = float("inf")
+        elif lat_tail == 0 and img_tail > 0:
+            save_latent = float("inf")
         alpha = self._alpha_v
         if save_image > save_latent:
             alpha = min(self._alpha_max, alpha + self._step)
