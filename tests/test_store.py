@@ -111,6 +111,8 @@ def test_each_put_gets_fresh_shards_and_never_rewrites_committed_ones(tmp_path: 
         (lambda s: s.put([""], random_latents(1), model="m"), InvalidIdError, "non-empty"),
         (lambda s: s.put(["x\n"], random_latents(1), model="m"), InvalidIdError, "control"),
         (lambda s: s.put([7], random_latents(1), model="m"), InvalidIdError, "str"),
+        (lambda s: s.put("x", random_latents(1), model="m"), InvalidIdError, "sequence of ids"),
+        (lambda s: s.put(["x"], random_latents(1), model="m", source_bytes=[-1]), ValueError, ">= 0"),
         (lambda s: s.put(["x", "x"], random_latents(2), model="m"), DuplicateIdError, "unique"),
         (lambda s: s.put(["new", "a0"], random_latents(2), model="m"), DuplicateIdError, "already committed"),
         (lambda s: s.put(["x"], random_latents(1).astype(np.float64), model="m"), InvalidLatentError, "cast"),
@@ -312,3 +314,13 @@ def test_verify_detects_changed_bits(store: LatentStore) -> None:
     raw[1] = x[1] + 1  # tampering through plain zarr keeps checksums valid
     report = store.verify(["a", "b"])
     assert report["mismatched"] == ["b"] and report["ok"] == 1
+
+
+def test_store_does_not_import_torch_or_models() -> None:
+    import subprocess
+    import sys
+
+    code = ("import sys, latentzarr.store; "
+            "bad = [m for m in sys.modules if m == 'torch' or m.startswith(('latentzarr.models', 'distributed'))]; "
+            "assert not bad, bad")
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).resolve().parents[1])

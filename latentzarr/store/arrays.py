@@ -137,7 +137,10 @@ def read_rows(array: zarr.Array, meta: ArrayMeta, rows: np.ndarray, ids: Sequenc
         A chunk failed its checksum or decoding, or a committed row holds no data (its shard is missing).
     """
     rows = np.asarray(rows, dtype=np.int64)
-    unique, inverse = np.unique(rows, return_inverse=True)
+    if (np.diff(rows) > 0).all():  # already sorted and unique: no reordering copy
+        unique, inverse = rows, None
+    else:
+        unique, inverse = np.unique(rows, return_inverse=True)
     try:
         stored = _read_unique(array, unique)
     except Exception:  # find which rows are bad, one by one
@@ -150,7 +153,8 @@ def read_rows(array: zarr.Array, meta: ArrayMeta, rows: np.ndarray, ids: Sequenc
             f"Expected stored data for image id {ids[i]!r} (array {meta.name!r}, row {int(rows[i])}). Got none "
             "instead: its shard object is missing. Restore it from a backup, or re-ingest the image."
         )
-    return to_logical(stored, meta.dtype)[inverse]
+    stored = to_logical(stored, meta.dtype)
+    return stored if inverse is None else stored[inverse]
 
 
 def _runs(unique: np.ndarray) -> list[tuple[int, int]]:

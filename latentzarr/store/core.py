@@ -29,6 +29,7 @@ import zarr
 
 from latentzarr.errors import (
     DuplicateIdError,
+    InvalidIdError,
     InvalidLatentError,
     LatentZarrError,
     NotALatentStoreError,
@@ -245,6 +246,8 @@ class LatentStore:
         InvalidIdError, DuplicateIdError, InvalidLatentError, StoreLockedError
         """
         self._require_writable()
+        if isinstance(ids, str):
+            raise InvalidIdError(f"Expected a sequence of ids. Got the str {ids!r} instead; pass [{ids!r}].")
         ids = validate_ids(ids)
         n = len(ids)
         model = validate_model(model)
@@ -255,6 +258,8 @@ class LatentStore:
         check_finite(array, ids)
         pixels = per_id(pixel_digests, n, "pixel_digests", str)
         sources = per_id(source_bytes, n, "source_bytes", (int, np.integer))
+        if any(v is not None and v < 0 for v in sources):
+            raise ValueError(f"Expected source_bytes >= 0 (sizes in bytes). Got {sources!r} instead.")
         setup = decoder_setup_json(decoder_setup)
         self.refresh()
         self._reject_committed(ids)
