@@ -24,6 +24,20 @@ from fsspec.implementations.local import LocalFileSystem
 __all__ = ["Backend"]
 
 
+def _fsync_dir(folder: str) -> None:
+    """fsync a folder so a rename or new file in it survives a power loss (no-op where unsupported)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
 class Backend:
     """Access to the objects under one root (a local path or an fsspec URL).
 
@@ -91,6 +105,29 @@ class Backend:
         finally:
             if os.path.exists(tmp):
                 os.unlink(tmp)
+        _fsync_dir(os.path.dirname(path))
+
+    def sync(self, keys: list[str]) -> None:
+        """Make objects written by others (Zarr) durable: fsync local files and their folders; no-op remotely.
+
+        Missing keys are skipped (Zarr writes no object for an all-fill-value chunk).
+        """
+        if not self.is_local:
+            return
+        folders = set()
+        for key in keys:
+            path = self.path(key)
+            try:
+                fd = os.open(path, os.O_RDONLY)
+            except FileNotFoundError:
+                continue
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            folders.add(os.path.dirname(path))
+        for folder in folders:
+            _fsync_dir(folder)
 
     def delete(self, key: str) -> None:
         """Delete object ``key``; no error when it is already gone."""

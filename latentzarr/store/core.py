@@ -66,6 +66,9 @@ CHECKPOINT_EVERY = 1024
 """A put writes an index checkpoint once this many commit files have accumulated since the last one."""
 
 
+_COMMIT_ATTEMPTS = 20
+
+
 class MixedArraysError(LatentZarrError, ValueError):
     """The ids of one ``get`` call live in different arrays (different model, shape or dtype)."""
 
@@ -276,6 +279,9 @@ class LatentStore:
             writer.resize((start + reserved, *shape))
 
         writer[start:start + n] = stored  # 2) data, outside the lock, into shards only this put owns
+        first, last = start // meta.shard_images, (start + n - 1) // meta.shard_images
+        self._backend.sync([f"{meta.path}/zarr.json"]
+                           + [f"{meta.path}/c/{k}/{'/'.join('0' * len(shape))}" for k in range(first, last + 1)])
 
         now = datetime.now(UTC)
         table = commit_table({
@@ -284,14 +290,15 @@ class LatentStore:
             "source_bytes": [None if s is None else int(s) for s in sources], "created": [now] * n,
         })
         with self._lock, self._mutex:  # 3) commit
-            while True:
+            for attempt in range(_COMMIT_ATTEMPTS):
                 self._index.refresh()
                 self._reject_committed(ids)
                 try:
                     self._index.commit(table)
                     break
                 except FileExistsError:  # another writer took this seq (only after a broken lease): retry
-                    continue
+                    if attempt == _COMMIT_ATTEMPTS - 1:
+                        raise
             if self._index.commits_since_checkpoint >= CHECKPOINT_EVERY:
                 self._index.checkpoint()
 
