@@ -7,6 +7,9 @@
   The holder deletes it when done. A lease older than ``stale_after`` seconds (its holder died) is broken.
   Breaking is not atomic on S3 (no conditional delete), so two writers that both find the same stale lease may
   both proceed; the index commit itself is an exclusive PUT as well, so even then no commit is overwritten.
+  The exclusive create is atomic on local disks and on S3 (s3fs ``mode="create"`` sends ``If-None-Match: *``;
+  AWS S3 and moto honour it). fsspec's generic fallback (other object stores) checks then writes, which is not
+  atomic; reading the lease back narrows that race but does not close it: there, run one writer per store.
 """
 
 from __future__ import annotations
@@ -108,7 +111,8 @@ class LeaseLock(AbstractContextManager["LeaseLock"]):
         while True:
             try:
                 self.backend.write(LOCK_NAME, body, exclusive=True)
-                break
+                if self._holder() == token:  # read back: catches a lost race where create is not atomic
+                    break
             except FileExistsError:
                 try:
                     if self.backend.modified_age(LOCK_NAME) > self.stale_after:
@@ -130,15 +134,18 @@ class LeaseLock(AbstractContextManager["LeaseLock"]):
         try:
             self._depth -= 1
             if self._depth == 0:
-                try:
-                    held = json.loads(self.backend.read(LOCK_NAME)).get("token")
-                except (FileNotFoundError, ValueError):
-                    held = None
-                if held == self._token:  # never delete a lease someone else took after ours went stale
+                if self._holder() == self._token:  # never delete a lease someone else took after ours went stale
                     self.backend.delete(LOCK_NAME)
                 self._token = None
         finally:
             self._thread_lock.release()
+
+    def _holder(self) -> str | None:
+        """Token of the current lease, or None when there is none (or it is unreadable)."""
+        try:
+            return json.loads(self.backend.read(LOCK_NAME)).get("token")
+        except (FileNotFoundError, ValueError, AttributeError):
+            return None
 
     def _message(self) -> str:
         return (f"Expected to take the writer lease {self.backend.path(LOCK_NAME)!r} within {self.timeout:g} s. "
