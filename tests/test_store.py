@@ -324,3 +324,18 @@ def test_store_does_not_import_torch_or_models() -> None:
             "bad = [m for m in sys.modules if m == 'torch' or m.startswith(('latentzarr.models', 'distributed'))]; "
             "assert not bad, bad")
     subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).resolve().parents[1])
+
+
+def test_get_many_spans_arrays_and_store_pickles(store: LatentStore) -> None:
+    import pickle
+
+    x = random_latents(2)
+    y = random_latents(2, dtype=DTYPES[2], seed=5)
+    store.put(["a", "b"], x, model="m")
+    store.put(["c", "d"], y, model="m")
+    got = store.get_many(["c", "a", "d", "b"])
+    assert [same_bits(g, e) for g, e in zip(got, [y[0], x[0], y[1], x[1]], strict=True)] == [True] * 4
+    copy = pickle.loads(pickle.dumps(store))
+    assert copy.mode == "a" and copy.ids() == ["a", "b", "c", "d"]
+    copy.put(["e"], x[:1], model="m")
+    assert same_bits(LatentStore.open(store.url)["e"], x[0])

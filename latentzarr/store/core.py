@@ -94,6 +94,7 @@ class LatentStore:
     def __init__(self, backend: Backend, mode: Literal["r", "a"], *, lock_timeout: float = DEFAULT_TIMEOUT) -> None:
         self._backend = backend
         self.mode = mode
+        self._lock_timeout = lock_timeout
         self._lock = make_lock(backend, timeout=lock_timeout) if mode == "a" else None
         self._mutex = threading.RLock()  # guards the in-memory index and array catalogue
         self._index = IdIndex(backend)
@@ -395,6 +396,21 @@ class LatentStore:
         meta = self._array_meta(name)
         return read_rows(self._handle(name, int(rows.max()) + 1), meta, rows, ids)
 
+    def get_many(self, ids: Sequence[str]) -> list[np.ndarray]:
+        """Latents (C, h, w) of ``ids`` in the order given, which may span arrays (one read per array)."""
+        if isinstance(ids, str):
+            raise TypeError(f"Expected a sequence of ids. Got the str {ids!r} instead; use get_one(id).")
+        ids = list(ids)
+        if not ids:
+            return []
+        codes, _ = self._index.locate(self._positions(ids))
+        out: list[np.ndarray] = [np.empty(0)] * len(ids)
+        for code in np.unique(codes):
+            where = np.flatnonzero(codes == code)
+            for i, latent in zip(where, self.get([ids[i] for i in where]), strict=True):
+                out[i] = latent
+        return out
+
     def get_one(self, image_id: str) -> np.ndarray:
         """The latent (C, h, w) of one id."""
         return self.get([image_id])[0]
@@ -540,6 +556,15 @@ class LatentStore:
         handle = open_latent_array(self._backend.zarr_store, array)
         return array_dataset(handle, self._meta[array], rows, self._index.ids_at(positions))
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Pickle as "reopen this URL" (for Dask tasks); the copy refreshes its index on arrival."""
+        return (_reopen, (self.url, self.mode, self._backend.storage_options, self._lock_timeout))
+
     def __repr__(self) -> str:
         return (f"<LatentStore {self.url!r} mode={self.mode!r}: {len(self)} images in {len(self._meta)} "
                 f"array(s)>")
+
+
+def _reopen(url: str, mode: Literal["r", "a"], storage_options: dict[str, Any], lock_timeout: float) -> LatentStore:
+    """Unpickle a :class:`LatentStore` by opening its URL again."""
+    return LatentStore.open(url, mode, storage_options=storage_options or None, lock_timeout=lock_timeout)
