@@ -339,3 +339,19 @@ def test_get_many_spans_arrays_and_store_pickles(store: LatentStore) -> None:
     assert copy.mode == "a" and copy.ids() == ["a", "b", "c", "d"]
     copy.put(["e"], x[:1], model="m")
     assert same_bits(LatentStore.open(store.url)["e"], x[0])
+
+
+def test_automatic_checkpoint(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import latentzarr.store.core as core
+
+    monkeypatch.setattr(core, "CHECKPOINT_EVERY", 2)
+    store = LatentStore.create(tmp_path / "s.zarr", shard_images=1)
+    x = random_latents(5)
+    for i in range(5):
+        store.put([f"a{i}"], x[i:i + 1], model="m")
+    names = sorted(os.listdir(tmp_path / "s.zarr" / "index"))
+    assert [n for n in names if n.startswith("checkpoint")] == ["checkpoint-0000000001.parquet",
+                                                                "checkpoint-0000000003.parquet"]
+    fresh = LatentStore.open(tmp_path / "s.zarr")
+    assert fresh.ids() == [f"a{i}" for i in range(5)] and same_bits(fresh.get(fresh.ids()), x)
+    assert fresh.record("a2")["row"] == 2

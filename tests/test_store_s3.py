@@ -74,9 +74,14 @@ def test_s3_create_put_reopen_get(s3_url: tuple) -> None:
     assert _same_bits(reopened.get([f"a{i}" for i in (4, 0, 2)]), x16[[4, 0, 2]])
     assert _same_bits(reopened.get([f"b{i}" for i in range(3)]), xbf)
     assert reopened.record("a0")["model_attrs"] == {"scaling_factor": 1.5}
+    more = _latents(2, np.dtype(np.float16), seed=2)
+    reopened_rw = LatentStore.open(url, mode="a", storage_options=options)
+    reopened_rw.put(["c0", "c1"], more, model="m")
+    assert [reopened_rw.record(i)["row"] for i in ("a0", "c1")] == [0, 9]
+    assert _same_bits(reopened_rw.get(["c1", "a0", "a4"]), np.stack([more[1], x16[0], x16[4]]))  # concurrent runs
     info = reopened.info()
-    assert info["total"]["images"] == 8 and info["total"]["stored_bytes"] > 0
-    assert reopened.verify()["ok"] == 8
+    assert info["total"]["images"] == 10 and info["total"]["stored_bytes"] > 0
+    assert reopened.verify()["ok"] == 10
     ds = reopened.to_xarray(reopened.record("b0")["array"])
     assert np.array_equal(ds["latent"].values, xbf.astype(np.float32))
 

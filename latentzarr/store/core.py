@@ -300,7 +300,8 @@ class LatentStore:
                 except FileExistsError:  # another writer took this seq (only after a broken lease): retry
                     if attempt == _COMMIT_ATTEMPTS - 1:
                         raise
-            if self._index.commits_since_checkpoint >= CHECKPOINT_EVERY:
+        if self._index.commits_since_checkpoint >= CHECKPOINT_EVERY:  # derived data: outside the lock
+            with self._mutex:
                 self._index.checkpoint()
 
     def _require_writable(self) -> None:
