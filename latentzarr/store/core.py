@@ -22,7 +22,7 @@ import os
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import zarr
@@ -57,6 +57,9 @@ from latentzarr.store.validation import (
     validate_model,
 )
 
+if TYPE_CHECKING:
+    import xarray as xr
+
 __all__ = ["CHECKPOINT_EVERY", "DEFAULT_SHARD_IMAGES", "LatentStore", "MixedArraysError"]
 
 DEFAULT_SHARD_IMAGES = 64
@@ -82,6 +85,11 @@ class LatentStore:
     """A store of diffusion latents keyed by image id, in one Zarr v3 group (local folder or fsspec URL).
 
     Create one with :meth:`create` or open one with :meth:`open`; the constructor is internal.
+
+    A store object sees the ids committed by other writers (threads, processes, machines) after
+    :meth:`refresh`; ``get``/``record`` of an id it does not know refresh once by themselves, while
+    ``in``/``len``/iteration use what was last loaded. One object may be shared by threads. It pickles as
+    "open this URL again", so it can be passed to Dask tasks.
 
     Examples
     --------
@@ -535,7 +543,7 @@ class LatentStore:
         with self._mutex:
             return self._index.checkpoint()
 
-    def to_xarray(self, array: str | None = None):  # -> xr.Dataset (xarray imported lazily)
+    def to_xarray(self, array: str | None = None) -> xr.Dataset:
         """A lazy xarray view of one array's committed latents.
 
         Variable ``latent`` (dims image, channel, y, x; dask-backed, one dask chunk per shard), coordinate
