@@ -80,7 +80,7 @@ def test_s3_create_put_reopen_get(s3_url: tuple) -> None:
     assert [reopened_rw.record(i)["row"] for i in ("a0", "c1")] == [0, 9]
     assert _same_bits(reopened_rw.get(["c1", "a0", "a4"]), np.stack([more[1], x16[0], x16[4]]))  # concurrent runs
     info = reopened.info()
-    assert info["total"]["images"] == 10 and info["total"]["stored_bytes"] > 0
+    assert info["images"] == 10 and info["stored_bytes"] > 0
     assert reopened.verify()["ok"] == 10
     ds = reopened.to_xarray(reopened.record("b0")["array"])
     assert np.array_equal(ds["latent"].values, xbf.astype(np.float32))

@@ -462,7 +462,7 @@ class LatentStore:
         return out
 
     def info(self) -> dict[str, Any]:
-        """Storage figures, per array and in total (sizes in bytes).
+        """Storage figures of the whole store (top-level keys) and per array (``arrays``); sizes in bytes.
 
         ``stored_bytes`` sums the sizes of the array's objects; ``raw_bytes`` is images x latent size;
         ``compression_ratio`` = raw / stored. ``source_bytes`` sums what callers reported for the images it is
@@ -489,7 +489,7 @@ class LatentStore:
         total["compression_ratio"] = totals["raw_bytes"] / totals["stored_bytes"] if totals["images"] else None
         total["data_reduction"] = (1 - totals["source_stored_bytes"] / totals["source_bytes"]
                                    if totals["source_bytes"] else None)
-        return {"url": self.url, "format_version": FORMAT_VERSION, "arrays": arrays, "total": total}
+        return {"url": self.url, "format_version": FORMAT_VERSION, **total, "arrays": arrays}
 
     def verify(self, ids: Sequence[str] | None = None, *, batch: int = 256) -> dict[str, Any]:
         """Re-read latents (all, or ``ids``) and compare their SHA-256 with the index.
