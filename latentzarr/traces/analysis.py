@@ -24,8 +24,9 @@ Definitions (the keys of the returned dict):
     (consecutive in time; an object with ``k`` views has ``k - 1``). Fractions over all re-access intervals of the
     trace that are ``<= 3600 s``, ``<= 86400 s`` and ``> 30 * 86400 s``.
 ``zipf_exponent``
-    ``s`` of the least-squares fit ``log10(views) = c - s * log10(rank)`` over 100 log-spaced ranks from 1 to
-    ``n_objects`` (``zipf_intercept`` is ``c``).
+    ``s`` of the least-squares fit ``log10(views) = c - s * log10(rank)`` at 50 log-spaced ranks over the body of
+    the distribution, ranks ``0.001 * n_objects`` to ``0.1 * n_objects`` (all ranks below 10,000 objects), so that
+    the value does not drift with trace length (``zipf_intercept`` is ``c``, ``zipf_fit_ranks`` the range).
 ``decay``
     Request rate by age, in requests per object per day: an object's age at a request is the time since its first
     request in the trace; for each age bucket, requests in the bucket over the object-days the trace could observe
@@ -154,6 +155,7 @@ def analyze_trace(
     cache_fractions: tuple[float, ...] = CACHE_FRACTIONS,
     max_bad_fraction: float = 0.01,
     partition_rows: int = 2_000_000,
+    partition_bytes: int = 64 * 2**20,
     seed: int = 0,
     out_dir: str | os.PathLike | None = None,
     scheduler: str = "threads",
@@ -176,6 +178,8 @@ def analyze_trace(
         Passed to the reader for text traces.
     partition_rows
         Rows per partition after the shuffle on object id (bounds per-task memory).
+    partition_bytes
+        Target size of a partition when reading (Parquet row groups are grouped up to about this much).
     seed
         Seed of the SHARDS hash.
     out_dir
@@ -206,7 +210,7 @@ def analyze_trace(
         # dask 2026.8's Parquet reader calls reset_index(inplace=True), which pandas 3.1 deprecates (not ours).
         stack.enter_context(warnings.catch_warnings())
         warnings.filterwarnings("ignore", message="The inplace keyword in DataFrame.reset_index is deprecated")
-        ddf = dd.read_parquet(str(src), columns=["timestamp", "object_id"])
+        ddf = dd.read_parquet(str(src), columns=["timestamp", "object_id"], blocksize=partition_bytes)
         stats = _analyze(ddf, sample_requests, cache_fractions, partition_rows, seed)
     stats = {**info, **stats, "seconds": time.perf_counter() - t0}
     stats["published"] = dict(PUBLISHED)
@@ -229,9 +233,11 @@ def _analyze(ddf, sample_requests: int, cache_fractions, partition_rows: int, se
     n_req, n_obj = int(views.sum()), len(views)
     total = float(n_req)
     k1, k10 = max(1, round(0.01 * n_obj)), max(1, round(0.1 * n_obj))
-    ranks = np.unique(np.round(np.logspace(0, np.log10(n_obj), 100)).astype(np.int64)) if n_obj else np.array([1])
-    if n_obj > 1:
-        slope, intercept = np.polyfit(np.log10(ranks), np.log10(views[ranks - 1]), 1)
+    ranks = np.unique(np.round(np.logspace(0, np.log10(max(n_obj, 1)), 100)).astype(np.int64))
+    lo, hi = (0.001 * n_obj, 0.1 * n_obj) if n_obj >= 10_000 else (1, n_obj)
+    fit_ranks = np.unique(np.round(np.logspace(np.log10(max(lo, 1)), np.log10(max(hi, 1)), 50)).astype(np.int64))
+    if len(fit_ranks) > 1:
+        slope, intercept = np.polyfit(np.log10(fit_ranks), np.log10(views[fit_ranks - 1]), 1)
     else:
         slope, intercept = 0.0, float(np.log10(max(total, 1)))
     top_min_views = int(views[k1 - 1]) if n_obj else 1
@@ -247,6 +253,7 @@ def _analyze(ddf, sample_requests: int, cache_fractions, partition_rows: int, se
         "once_fraction": float((views == 1).mean()) if n_obj else 0.0,
         "zipf_exponent": float(-slope),
         "zipf_intercept": float(intercept),
+        "zipf_fit_ranks": [int(fit_ranks[0]), int(fit_ranks[-1])],
         "rank_frequency": {"rank": ranks.tolist(), "views": views[ranks - 1].astype(int).tolist()},
     }
 

@@ -48,8 +48,10 @@ def plot_observations(stats: dict, out_dir: str | Path) -> list[Path]:
     rf = stats["rank_frequency"]
     ranks = np.asarray(rf["rank"], dtype=float)
     ax.loglog(ranks, rf["views"], ".", label="measured")
-    fit = 10 ** stats["zipf_intercept"] * ranks ** -stats["zipf_exponent"]
-    ax.loglog(ranks, fit, "-", label=f"Zipf fit, s = {stats['zipf_exponent']:.2f}")
+    lo, hi = stats["zipf_fit_ranks"]
+    fr = np.geomspace(lo, max(hi, lo + 1), 20)
+    fit = 10 ** stats["zipf_intercept"] * fr ** -stats["zipf_exponent"]
+    ax.loglog(fr, fit, "-", label=f"Zipf fit (ranks {lo}-{hi}), s = {stats['zipf_exponent']:.2f}")
     ax.set(xlabel="object rank", ylabel="views", title=f"Popularity: top 1% get {stats['top1_share']:.0%}")
     ax.legend()
     paths.append(_save(fig, out / "popularity.png"))
