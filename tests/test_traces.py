@@ -261,3 +261,34 @@ def test_synth_models_and_sizes():
     assert set(tr.models) == {"a", "b", "c"} and set(tr.sizes) == {1000}
     per_obj = pd.Series(tr.models).groupby(tr.object_ids).nunique()
     assert (per_obj == 1).all()
+
+
+def test_synth_defaults_meet_the_3pp_bar_at_1m():
+    # The bar is 3 pp at 10M requests (BENCHMARKS.md); the process is the same per object at any length, and 1M
+    # requests (~49k objects, top 1% = ~490 objects) already hold every figure well inside it. Measured here with
+    # plain pandas, independently of latentzarr.traces.analysis.
+    tr = synth_trace(1_000_000, seed=7)
+    df = pd.DataFrame({"t": tr.timestamps, "o": tr.object_ids})
+    views = df.groupby("o").size().sort_values(ascending=False).to_numpy()
+    n = len(views)
+    gaps = df.sort_values(["o", "t"]).groupby("o")["t"].diff().dropna().to_numpy()
+    measured = {
+        "top1_share": views[: round(0.01 * n)].sum() / len(df),
+        "top10_share": views[: round(0.1 * n)].sum() / len(df),
+        "under10_fraction": (views < 10).mean(),
+        "once_fraction": (views == 1).mean(),
+        "reaccess_within_1h": (gaps <= 3600).mean(),
+        "reaccess_within_1d": (gaps <= 86400).mean(),
+        "reaccess_beyond_30d": (gaps > 30 * 86400).mean(),
+    }
+    published = {
+        "top1_share": 0.39,
+        "top10_share": 0.71,
+        "under10_fraction": 0.69,
+        "once_fraction": 0.15,
+        "reaccess_within_1h": 0.38,
+        "reaccess_within_1d": 0.68,
+        "reaccess_beyond_30d": 0.06,
+    }
+    for key, value in published.items():
+        assert abs(measured[key] - value) <= 0.03, (key, measured[key], value)
