@@ -45,12 +45,27 @@ def test_present_file_is_used_without_download(monkeypatch, models_dir):
 
 def test_offline_raises_model_not_found(monkeypatch, tmp_path):
     monkeypatch.setenv("LATENTZARR_MODELS", str(tmp_path))
+    for var in ("http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"):
+        monkeypatch.delenv(var, raising=False)  # a proxy must not see (or answer for) the loopback URL
     # port 1 on the loopback interface: the connection is refused at once, nothing leaves the machine
     _point_taef2_at(monkeypatch, {p: f"http://127.0.0.1:1/taef2_{p}.pth" for p in ("encoder", "decoder")})
     with pytest.raises(ModelNotFoundError, match="LATENTZARR_MODELS") as info:
         load_model("taef2", device="cpu")
     assert "offline" in str(info.value)
     assert list((tmp_path / "taef2").iterdir()) == []
+
+
+def test_download_error_is_reported_with_what_to_do(monkeypatch, tmp_path):
+    from urllib.error import URLError
+
+    def offline(url, dst, sha256):
+        raise URLError("[Errno -3] Temporary failure in name resolution")
+
+    monkeypatch.setattr(weights_module, "_download", offline)
+    with pytest.raises(ModelNotFoundError, match="name resolution") as info:
+        ensure_weights("taef2", "decoder", tmp_path)
+    assert "LATENTZARR_MODELS" in str(info.value) and REAL["decoder"].url in str(info.value)
+    assert isinstance(info.value, FileNotFoundError)
 
 
 def test_checksum_mismatch_keeps_nothing(monkeypatch, tmp_path):
