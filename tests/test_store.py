@@ -355,3 +355,14 @@ def test_automatic_checkpoint(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
     fresh = LatentStore.open(tmp_path / "s.zarr")
     assert fresh.ids() == [f"a{i}" for i in range(5)] and same_bits(fresh.get(fresh.ids()), x)
     assert fresh.record("a2")["row"] == 2
+
+
+@pytest.mark.parametrize("layout", ["fortran", "big-endian", "strided"])
+def test_unusual_memory_layouts_round_trip(store: LatentStore, layout: str) -> None:
+    x = random_latents(3, dtype=DTYPES[1])
+    given = {"fortran": np.asfortranarray(x), "big-endian": x.astype(">f4"),
+             "strided": np.concatenate([x, x], axis=3)[..., ::2]}[layout]
+    expected = given.astype(np.float32)
+    store.put(["a", "b", "c"], given, model="m")
+    got = store.get(["a", "b", "c"])
+    assert got.dtype == np.float32 and same_bits(got, expected)

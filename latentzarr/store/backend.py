@@ -59,6 +59,8 @@ class Backend:
         self.fs = fs
         self.is_local = isinstance(fs, LocalFileSystem)
         self.root = str(Path(root).resolve()) if self.is_local else root.rstrip("/")
+        if self.is_local:
+            self.url = self.root  # absolute, so that a pickled store reopens from any working directory
         self.read_only = read_only
         if self.is_local:
             self.zarr_store: zarr.abc.store.Store = zarr.storage.LocalStore(self.root, read_only=read_only)

@@ -57,6 +57,8 @@ _SAFE = re.compile(r"[^A-Za-z0-9._-]+")
 def logical_dtype_name(dtype: np.dtype) -> str | None:
     """Name of ``dtype`` among :data:`LOGICAL_DTYPES`, or None when it is not one of them."""
     dtype = np.dtype(dtype)
+    if dtype.byteorder in "<>":
+        dtype = dtype.newbyteorder("=")
     if dtype == _BFLOAT16:
         return "bfloat16"
     if dtype in (np.dtype(np.float16), np.dtype(np.float32)):
