@@ -206,3 +206,24 @@ def test_cli_subprocess(tmp_path):
     )
     assert r.returncode == 0, r.stderr
     assert json.loads(js.read_text())["n_requests"] == 5000
+
+
+@pytest.mark.parametrize("n", [1, 2, 50])
+def test_tiny_traces_do_not_crash(tmp_path, n):
+    path = write_trace(synth_trace(n, seed=1), tmp_path / "tiny.parquet")
+    st = analyze_trace(path, backend="pandas", out_dir=tmp_path / "out")
+    assert st["n_requests"] == n and st["n_reaccesses"] == n - st["n_objects"]
+    assert (tmp_path / "out" / "decay.png").exists()
+    json.loads((tmp_path / "out" / "stats.json").read_text())
+
+
+def test_empty_parquet_raises(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from latentzarr.errors import TraceFormatError
+
+    p = tmp_path / "empty.parquet"
+    pq.write_table(pa.table({"timestamp": pa.array([], pa.float64()), "object_id": pa.array([], pa.int64())}), p)
+    with pytest.raises(TraceFormatError, match="at least one request"):
+        analyze_trace(p, backend="pandas")

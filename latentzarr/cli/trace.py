@@ -64,7 +64,7 @@ def synth_cmd(n_requests: int, out: str, seed: int, days: float | None, models: 
 
 
 @trace.command("analyze")
-@click.argument("path", type=click.Path(exists=True, dir_okay=True))
+@click.argument("path", type=click.Path(exists=True, dir_okay=False))
 @click.option(
     "--json",
     "json_out",

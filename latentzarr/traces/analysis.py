@@ -54,6 +54,7 @@ import dask.dataframe as dd
 import numpy as np
 import pandas as pd
 
+from latentzarr.errors import TraceFormatError
 from latentzarr.traces.mrc import sample_ids, shards_mrc
 from latentzarr.traces.readers import convert_trace, detect_format
 
@@ -231,6 +232,8 @@ def _analyze(ddf, sample_requests: int, cache_fractions, partition_rows: int, se
     counts = _host(counts)
     views = np.sort(counts.to_numpy())[::-1]
     n_req, n_obj = int(views.sum()), len(views)
+    if n_req == 0:
+        raise TraceFormatError("Expected a trace with at least one request. Got an empty trace instead.")
     total = float(n_req)
     k1, k10 = max(1, round(0.01 * n_obj)), max(1, round(0.1 * n_obj))
     ranks = np.unique(np.round(np.logspace(0, np.log10(max(n_obj, 1)), 100)).astype(np.int64))
@@ -271,12 +274,11 @@ def _analyze(ddf, sample_requests: int, cache_fractions, partition_rows: int, se
     )
     cdf = np.cumsum(agg["interval_hist"]) / max(n_int, 1)
     out["interval_cdf"] = {"seconds": _INTERVAL_EDGES[1:-1].tolist(), "cdf": cdf[:-1].tolist()}
-    with np.errstate(invalid="ignore", divide="ignore"):
-        rate = agg["age_req"] / agg["age_exp"]
     req, exp_ = agg["age_req"], agg["age_exp"]
-    # buckets 0-30 d are the first four; 180-365 d is index 6
-    first30 = req[:, :4].sum(axis=1) / exp_[:, :4].sum(axis=1)
-    with np.errstate(invalid="ignore", divide="ignore"):
+    with np.errstate(invalid="ignore", divide="ignore"):  # no exposure in a bucket: NaN (null in JSON)
+        rate = np.where(exp_ > 0, req / exp_, np.nan)
+        # buckets 0-30 d are the first four; 180-365 d is index 6
+        first30 = req[:, :4].sum(axis=1) / exp_[:, :4].sum(axis=1)
         ratio = rate[:, 6] / first30
     out["decay"] = {
         "age_edges_days": [float(e) for e in AGE_EDGES_DAYS],

@@ -105,7 +105,7 @@ def detect_format(path: str | os.PathLike) -> str:
     """
     p = Path(path)
     suffix = p.suffix.lower()
-    if suffix in (".parquet", ".pq") or p.is_dir():
+    if suffix in (".parquet", ".pq"):
         return "parquet"
     if suffix == ".csv":
         return "csv"
