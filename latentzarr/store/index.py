@@ -43,7 +43,6 @@ INDEX_SCHEMA = pa.schema([
 _EXTRA = ["pixel_sha256", "decoder_setup", "source_bytes", "created"]
 """Columns kept in memory as arrow tables (the others live in numpy columns and the id dict)."""
 
-_COMMIT = re.compile(r"^(\d{10})\.parquet$")
 _CHECKPOINT = re.compile(r"^checkpoint-(\d{10})\.parquet$")
 
 
@@ -105,20 +104,30 @@ class IdIndex:
 
     # ----------------------------------------------------------------------------------------- loading
     def refresh(self) -> int:
-        """Load commit files newer than the last one read; return how many ids were added."""
-        names = self.backend.listdir(INDEX_DIR)
-        commits = sorted(int(m.group(1)) for n in names if (m := _COMMIT.match(n)))
-        checkpoints = sorted(int(m.group(1)) for n in names if (m := _CHECKPOINT.match(n)))
+        """Load commit files newer than the last one read; return how many ids were added.
+
+        The first load lists ``index/`` (to find the newest checkpoint); later ones probe ``<last_seq + 1>``,
+        ``<last_seq + 2>``... until one is missing, so a refresh costs one request when nothing is new however
+        many commits the store holds. This relies on seqs being dense: each commit takes ``last_seq + 1``
+        under the writer lock with an exclusive create, and a commit file appears whole or not at all.
+        """
         before = len(self._ids)
-        if checkpoints and checkpoints[-1] > self.last_seq and self.last_seq < 0:
-            seq = checkpoints[-1]
-            self._add(self._read(f"checkpoint-{seq:010d}.parquet"))
-            self.last_seq = seq
-        for seq in commits:
-            if seq > self.last_seq:
-                self._add(self._read(f"{seq:010d}.parquet"))
+        if self.last_seq < 0:
+            names = self.backend.listdir(INDEX_DIR)
+            checkpoints = sorted(int(m.group(1)) for n in names if (m := _CHECKPOINT.match(n)))
+            if checkpoints:
+                seq = checkpoints[-1]
+                self._add(self._read(f"checkpoint-{seq:010d}.parquet"))
                 self.last_seq = seq
-                self.commits_since_checkpoint += 1
+        while True:
+            seq = self.last_seq + 1
+            try:
+                table = self._read(f"{seq:010d}.parquet")
+            except FileNotFoundError:
+                break
+            self._add(table)
+            self.last_seq = seq
+            self.commits_since_checkpoint += 1
         return len(self._ids) - before
 
     def _read(self, name: str) -> pa.Table:
