@@ -352,6 +352,9 @@ def test_automatic_checkpoint(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
     names = sorted(os.listdir(tmp_path / "s.zarr" / "index"))
     assert [n for n in names if n.startswith("checkpoint")] == ["checkpoint-0000000001.parquet",
                                                                 "checkpoint-0000000003.parquet"]
+    assert (tmp_path / "s.zarr" / "index" / "latest-checkpoint").read_text() == "3"
+    for seq in range(4):  # readers start at the checkpoint: the commits it merged are no longer read
+        (tmp_path / "s.zarr" / "index" / f"{seq:010d}.parquet").unlink()
     fresh = LatentStore.open(tmp_path / "s.zarr")
     assert fresh.ids() == [f"a{i}" for i in range(5)] and same_bits(fresh.get(fresh.ids()), x)
     assert fresh.record("a2")["row"] == 2

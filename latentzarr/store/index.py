@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import re
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -43,7 +42,8 @@ INDEX_SCHEMA = pa.schema([
 _EXTRA = ["pixel_sha256", "decoder_setup", "source_bytes", "created"]
 """Columns kept in memory as arrow tables (the others live in numpy columns and the id dict)."""
 
-_CHECKPOINT = re.compile(r"^checkpoint-(\d{10})\.parquet$")
+_HINT = f"{INDEX_DIR}/latest-checkpoint"
+"""Text file holding the seq of the newest checkpoint: where a fresh reader starts (a hint, never required)."""
 
 
 def commit_table(columns: dict[str, Sequence[Any] | pa.Array]) -> pa.Table:
@@ -106,17 +106,16 @@ class IdIndex:
     def refresh(self) -> int:
         """Load commit files newer than the last one read; return how many ids were added.
 
-        The first load lists ``index/`` (to find the newest checkpoint); later ones probe ``<last_seq + 1>``,
-        ``<last_seq + 2>``... until one is missing, so a refresh costs one request when nothing is new however
-        many commits the store holds. This relies on seqs being dense: each commit takes ``last_seq + 1``
-        under the writer lock with an exclusive create, and a commit file appears whole or not at all.
+        The first load starts from the checkpoint named by ``index/latest-checkpoint`` (a hint; absent: from
+        seq 0), then every load probes ``<last_seq + 1>``, ``<last_seq + 2>``... until one is missing, so
+        nothing is ever listed and a refresh costs one request when nothing is new. This relies on seqs being
+        dense: each commit takes ``last_seq + 1`` under the writer lock with an exclusive create, and a commit
+        file appears whole or not at all.
         """
         before = len(self._ids)
         if self.last_seq < 0:
-            names = self.backend.listdir(INDEX_DIR)
-            checkpoints = sorted(int(m.group(1)) for n in names if (m := _CHECKPOINT.match(n)))
-            if checkpoints:
-                seq = checkpoints[-1]
+            seq = self._latest_checkpoint()
+            if seq is not None:
                 self._add(self._read(f"checkpoint-{seq:010d}.parquet"))
                 self.last_seq = seq
         while True:
@@ -129,6 +128,14 @@ class IdIndex:
             self.last_seq = seq
             self.commits_since_checkpoint += 1
         return len(self._ids) - before
+
+    def _latest_checkpoint(self) -> int | None:
+        """Seq of the checkpoint named by the hint file (None when there is none or it is unreadable)."""
+        try:
+            seq = int(self.backend.read(_HINT).decode())
+        except (FileNotFoundError, ValueError):
+            return None
+        return seq if seq >= 0 else None
 
     def _read(self, name: str) -> pa.Table:
         table = pq.read_table(io.BytesIO(self.backend.read(f"{INDEX_DIR}/{name}")))
@@ -192,6 +199,9 @@ class IdIndex:
         with contextlib.suppress(FileExistsError):  # someone else checkpointed the same state
             self.backend.write(f"{INDEX_DIR}/checkpoint-{self.last_seq:010d}.parquet", _to_bytes(table),
                                exclusive=True)
+        latest = self._latest_checkpoint()
+        if latest is None or latest < self.last_seq:  # a racing checkpointer may regress it: still correct
+            self.backend.write(_HINT, str(self.last_seq).encode())
         self.commits_since_checkpoint = 0
         return self.last_seq
 

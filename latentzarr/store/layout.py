@@ -7,6 +7,7 @@ A store is one Zarr v3 group::
     <root>/arrays/<name>/             array (rows, C, h, w), chunks (1, C, h, w), shards (S, C, h, w)
     <root>/index/<seq:010d>.parquet   one immutable commit file per successful ``put``
     <root>/index/checkpoint-<seq:010d>.parquet   merged commits 0..seq (optional, derived data)
+    <root>/index/latest-checkpoint    seq of the newest checkpoint (a hint for readers)
     <root>/.latentzarr.lock           writer lock (file lock locally, lease object on object stores)
 
 Array names look like ``taef2-32x64x64-float16``. bfloat16 latents are stored as their uint16 bits (Zarr has no
