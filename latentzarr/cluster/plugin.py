@@ -1,0 +1,297 @@
+"""The worker plugin: each Dask worker's dual-format cache, decoder(s), decode batcher and store handle.
+
+``LatentWorkerPlugin.__init__`` runs on the client and is pickled to the workers, so it holds only light,
+validated settings; :meth:`setup` runs on each worker, opens the store, builds the cache and batcher, and
+registers the worker RPC handlers the client and other workers call directly (no scheduler round trip):
+
+=====================  =======================================================================================
+``latentzarr_image``   image-tier lookup (the fast path); counts one request; returns the encoded bytes or None
+``latentzarr_latent``  latent-tier lookup after an image miss (for a read running on another worker)
+``latentzarr_admit``   write-back from a read that ran elsewhere: a fetched latent and/or a decoded image
+``latentzarr_stats``   this worker's counters
+=====================  =======================================================================================
+
+Tasks reach the plugin with :func:`get_latentzarr_plugin`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from distributed import WorkerPlugin, get_worker
+from distributed.comm.core import CommClosedError
+from distributed.protocol import to_serialize
+from distributed.utils import sync
+
+from latentzarr.errors import LatentZarrError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from distributed import Worker
+
+    from latentzarr.cache import DualFormatCache
+    from latentzarr.cluster.batcher import DecodeBatcher
+    from latentzarr.models import LatentAutoencoder
+    from latentzarr.models.images import Rendition
+    from latentzarr.store import LatentStore
+
+__all__ = ["PLUGIN_NAME", "LatentWorkerPlugin", "PluginMissingError", "get_latentzarr_plugin"]
+
+PLUGIN_NAME = "latentzarr"
+DEFAULT_CACHE_BYTES = 256 * 2**20
+"""Default per-worker cache budget (bytes): both tiers together."""
+OWNER_TIMEOUT_S = 2.0
+"""Longest wait (s) for the owner worker's cache during a read that runs elsewhere."""
+
+
+class PluginMissingError(LatentZarrError, RuntimeError):
+    """A latentzarr task ran on a worker without the latentzarr plugin."""
+
+
+class LatentWorkerPlugin(WorkerPlugin):
+    """Per-worker state for serving and batch-decoding a latent store.
+
+    Parameters
+    ----------
+    store_url
+        Local path or fsspec URL of the :class:`~latentzarr.store.LatentStore`, reachable from every worker.
+    storage_options
+        fsspec options for ``store_url``.
+    cache_bytes
+        Byte budget of this worker's :class:`~latentzarr.cache.DualFormatCache` (both tiers).
+    cache_options
+        Further keyword arguments of the cache (``alpha``, ``adaptive``, ``promote_after``, ``window``...).
+    model
+        Model to decode with; None uses the model recorded in each id's array.
+    device
+        Torch device for decoding (None: CUDA when present, else CPU).
+    max_batch, max_wait_ms
+        Decode batching: most latents per forward pass, longest wait (ms) for companions.
+    torch_threads
+        ``torch.set_num_threads`` on the worker (None: leave as is).
+    """
+
+    name = PLUGIN_NAME
+    idempotent = True  # re-registering must not empty a warm cache
+
+    def __init__(self, store_url: str, *, storage_options: Mapping[str, Any] | None = None,
+                 cache_bytes: int = DEFAULT_CACHE_BYTES, cache_options: Mapping[str, Any] | None = None,
+                 model: str | None = None, device: str | None = None, max_batch: int = 8,
+                 max_wait_ms: float = 2.0, torch_threads: int | None = None) -> None:
+        if not isinstance(cache_bytes, int) or cache_bytes < 0:
+            raise ValueError(f"Expected cache_bytes as an int >= 0. Got {cache_bytes!r} instead.")
+        if max_batch < 1 or max_wait_ms < 0:
+            raise ValueError(
+                f"Expected max_batch >= 1 and max_wait_ms >= 0. Got {max_batch!r}, {max_wait_ms!r} instead.")
+        self.store_url = str(store_url)
+        self.storage_options = dict(storage_options or {})
+        self.cache_bytes = cache_bytes
+        self.cache_options = dict(cache_options or {})
+        self.model = model
+        self.device = device
+        self.max_batch = int(max_batch)
+        self.max_wait_ms = float(max_wait_ms)
+        self.torch_threads = torch_threads
+        self.worker: Worker | None = None
+
+    def __repr__(self) -> str:
+        return (f"LatentWorkerPlugin(store_url={self.store_url!r}, cache_bytes={self.cache_bytes}, "
+                f"model={self.model!r}, device={self.device!r})")
+
+    # ------------------------------------------------------------------------------------------ lifecycle
+    def setup(self, worker: Worker) -> None:
+        from latentzarr.cache import DualFormatCache
+        from latentzarr.store import LatentStore
+
+        if self.torch_threads:
+            import torch
+
+            torch.set_num_threads(self.torch_threads)
+        self.worker = worker
+        self.store: LatentStore = LatentStore.open(self.store_url, mode="r", storage_options=self.storage_options)
+        self.cache: DualFormatCache = DualFormatCache(max(self.cache_bytes, 1), **self.cache_options)
+        self._models: dict[str, LatentAutoencoder] = {}
+        self._batchers: dict[str, DecodeBatcher] = {}
+        self._mutex = threading.Lock()
+        self.counters = dict.fromkeys(
+            ("reads", "decodes", "store_fetches", "spilled", "writebacks", "owner_unreachable"), 0)
+        worker.handlers.update({
+            "latentzarr_image": self._h_image,
+            "latentzarr_latent": self._h_latent,
+            "latentzarr_admit": self._h_admit,
+            "latentzarr_stats": self._h_stats,
+        })
+
+    def teardown(self, worker: Worker) -> None:
+        for name in ("latentzarr_image", "latentzarr_latent", "latentzarr_admit", "latentzarr_stats"):
+            worker.handlers.pop(name, None)
+        for batcher in getattr(self, "_batchers", {}).values():
+            batcher.close()
+
+    # ------------------------------------------------------------------------------------------ RPC handlers
+    async def _h_image(self, key: str) -> Any:
+        value = self.cache.get_image(key)
+        return None if value is None else to_serialize(value)
+
+    async def _h_latent(self, image_id: str) -> Any:
+        value = self.cache.get_latent(image_id)
+        return None if value is None else to_serialize(value)
+
+    async def _h_admit(self, image_id: str, key: str | None = None, image: bytes | None = None,
+                       latent: Any = None, decode_ms: float | None = None, fetch_ms: float | None = None) -> bool:
+        return self._admit(image_id, key, image, latent, decode_ms, fetch_ms, remote=True)
+
+    async def _h_stats(self) -> dict[str, Any]:
+        return self.stats()
+
+    # ------------------------------------------------------------------------------------------ work
+    def model_for(self, image_id: str) -> LatentAutoencoder:
+        """The decoder of ``image_id`` (the plugin's model, else the one recorded in its array), loaded once."""
+        from latentzarr.models import load_model
+
+        name = self.model or self.store.record(image_id)["model"]
+        with self._mutex:
+            if name not in self._models:
+                self._models[name] = load_model(name, device=self.device)
+            return self._models[name]
+
+    def batcher_for(self, image_id: str) -> DecodeBatcher:
+        """The decode batcher of ``image_id``'s model."""
+        from latentzarr.cluster.batcher import DecodeBatcher
+
+        model = self.model_for(image_id)
+        with self._mutex:
+            if model.name not in self._batchers:
+                self._batchers[model.name] = DecodeBatcher(
+                    lambda x: model.decode(x, batch_size=len(x)), max_batch=self.max_batch,
+                    max_wait_ms=self.max_wait_ms)
+            return self._batchers[model.name]
+
+    def fetch_latent(self, image_id: str) -> tuple[np.ndarray, float]:
+        """Read ``image_id``'s latent from the store; returns (latent, fetch ms)."""
+        t0 = time.perf_counter()
+        try:
+            latent = self.store.get_one(image_id)
+        except KeyError:
+            self.store.refresh()  # committed after this worker opened the store?
+            latent = self.store.get_one(image_id)
+        self._count("store_fetches")
+        return latent, (time.perf_counter() - t0) * 1000
+
+    def render(self, image_id: str, rendition: Rendition, owner: str | None) -> bytes:
+        """Serve one read that missed the owner's image tier: latent (cache or store) -> decode -> encode.
+
+        Runs in a task thread, on the owner or, after stealing, on another worker; either way the latent and
+        the picture are offered to the *owner's* cache, so each id is cached on one worker only.
+        """
+        from latentzarr.models.images import encode_image
+
+        self._count("reads")
+        here = self.worker.address
+        remote = owner is not None and owner != here
+        if remote:
+            self._count("spilled")
+        key = cache_key(image_id, rendition)
+        if not remote and key in self.cache:  # finished by a read that ran before this one
+            cached = self.cache.peek_image(key)
+            if cached is not None:
+                return cached
+        # The latent tier keeps the decompressed latent (decompression costs < 1 ms but re-compressing a
+        # fetched latent costs tens of ms, more than the bytes it would save).
+        latent = self._owner_call(owner, "latentzarr_latent", image_id=image_id) if remote \
+            else self.cache.get_latent(image_id)
+        fetch_ms = None
+        if latent is None:
+            latent, fetch_ms = self.fetch_latent(image_id)
+        t0 = time.perf_counter()
+        pixels = self.batcher_for(image_id).decode(latent)
+        decode_ms = (time.perf_counter() - t0) * 1000
+        self._count("decodes")
+        data = encode_image(pixels, rendition.format, rendition.size, rendition.quality)
+        if remote:
+            self._owner_call(owner, "latentzarr_admit", image_id=image_id, key=key, image=to_serialize(data),
+                             latent=to_serialize(latent) if fetch_ms is not None else None,
+                             decode_ms=decode_ms, fetch_ms=fetch_ms)
+        else:
+            self._admit(image_id, key, data, latent if fetch_ms is not None else None, decode_ms, fetch_ms)
+        return data
+
+    def _admit(self, image_id: str, key: str | None, image: bytes | None, latent: Any,
+               decode_ms: float | None, fetch_ms: float | None, *, remote: bool = False) -> bool:
+        from latentzarr.errors import ObjectTooLargeError
+
+        if remote:
+            self._count("writebacks")
+        if decode_ms is not None:
+            self.cache.record_decode_ms(decode_ms)
+        if fetch_ms is not None:
+            self.cache.record_fetch_ms(fetch_ms)
+        kept = False
+        try:
+            if latent is not None:
+                kept |= self.cache.put_latent(image_id, latent, latent.nbytes)
+            if image is not None and key is not None:
+                kept |= self.cache.offer_image(key, image, len(image), latent_id=image_id)
+        except ObjectTooLargeError:
+            return False  # larger than this worker's whole cache: serve it uncached
+        return kept
+
+    def _owner_call(self, owner: str, handler: str, **kwargs: Any) -> Any:
+        """Call ``handler`` on the owner worker from a task thread (blocking).
+
+        Returns None when the owner cannot be reached within :data:`OWNER_TIMEOUT_S` (it died or restarted):
+        the read then goes on without the owner's cache, which is only an optimisation.
+        """
+        async def call() -> Any:
+            return await asyncio.wait_for(getattr(self.worker.rpc(owner), handler)(**kwargs), OWNER_TIMEOUT_S)
+
+        try:
+            return sync(self.worker.loop, call)
+        except (TimeoutError, OSError, CommClosedError):
+            self._count("owner_unreachable")
+            return None
+
+    def _count(self, name: str, n: int = 1) -> None:
+        with self._mutex:
+            self.counters[name] += n
+
+    def stats(self) -> dict[str, Any]:
+        """Cache counters and state, plus this worker's reads, decodes, store fetches, spilled reads, write-backs."""
+        out = self.cache.stats()
+        with self._mutex:
+            out.update(self.counters)
+        out["queue_depth"] = sum(b.queue_depth for b in self._batchers.values())
+        out["decode_batches"] = sum(b.batches for b in self._batchers.values())
+        out["worker"] = self.worker.address if self.worker else None
+        out["worker_name"] = str(self.worker.name) if self.worker else None
+        return out
+
+
+def cache_key(image_id: str, rendition: Rendition) -> str:
+    """Image-tier key of ``image_id`` in ``rendition``."""
+    return f"{image_id}\x00{rendition.token}"
+
+
+def get_latentzarr_plugin() -> LatentWorkerPlugin:
+    """The latentzarr plugin of the worker running the current task.
+
+    Raises :class:`PluginMissingError` (saying how to fix it) outside a worker or when it is not registered.
+    """
+    try:
+        worker = get_worker()
+    except ValueError as exc:
+        raise PluginMissingError(
+            "Expected to run inside a Dask worker task. Got no worker; submit this function with client.submit."
+        ) from exc
+    plugin = worker.plugins.get(PLUGIN_NAME)
+    if plugin is None:
+        raise PluginMissingError(
+            f"Expected the {PLUGIN_NAME!r} worker plugin on {worker.address}. Got none instead; register it with "
+            "client.register_plugin(LatentWorkerPlugin(store_url)) or create the client with "
+            "latentzarr.cluster.connect()."
+        )
+    return plugin

@@ -1,0 +1,139 @@
+"""Serving through a real LocalCluster (processes): routing, coalescing, spillover write-back, worker death.
+
+Latents are random (shape plumbing) but decoded by the real trained taef2 model; 8x8 latents (64x64 pictures)
+keep each decode to a few milliseconds.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import io
+import os
+import signal
+import time
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from latentzarr.cluster import LatentClient, ReadFailedError, start
+from latentzarr.cluster.ring import HashRing
+from latentzarr.errors import InvalidIdError, UnknownIdError
+
+N_IDS = 60
+
+
+@pytest.fixture(scope="module")
+def store_url(tmp_path_factory, models_dir):
+    from latentzarr.store import LatentStore
+
+    path = tmp_path_factory.mktemp("cluster") / "store.zarr"
+    store = LatentStore.create(path, shard_images=16)
+    rng = np.random.default_rng(7)
+    latents = rng.normal(0, 1, (N_IDS, 32, 8, 8)).astype(np.float16)
+    store.put([f"img-{i:03d}" for i in range(N_IDS)], latents, model="taef2")
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def lc(store_url):
+    client = start(store_url, n_workers=2, threads_per_worker=1, cache_bytes=32 * 2**20, torch_threads=1)
+    yield client
+    client.close()
+
+
+def owned_by(lc: LatentClient, address: str, n: int) -> list[str]:
+    return [i for i in (f"img-{k:03d}" for k in range(N_IDS)) if lc.owner(i) == address][:n]
+
+
+def test_read_equals_direct_decode(lc, store_url, taef2):
+    from latentzarr.models.images import encode_image
+    from latentzarr.store import LatentStore
+
+    latent = LatentStore.open(store_url).get(["img-000"])
+    expected = encode_image(taef2.decode(latent)[0], "png")
+    got = lc.read("img-000")
+    assert np.array_equal(np.asarray(Image.open(io.BytesIO(got))), np.asarray(Image.open(io.BytesIO(expected))))
+    assert np.array_equal(lc.read_latent("img-000"), latent[0])
+
+
+def test_renditions_and_errors(lc):
+    webp = lc.read("img-001", format="webp", size=32, quality=80)
+    im = Image.open(io.BytesIO(webp))
+    assert im.format == "WEBP" and max(im.size) == 32
+    with pytest.raises(UnknownIdError, match="no-such-id"):
+        lc.read("no-such-id")
+    with pytest.raises(InvalidIdError):
+        lc.read("")
+    with pytest.raises(ValueError, match="format"):
+        lc.read("img-001", format="gif")
+
+
+def test_routing_is_deterministic_and_matches_the_ring(lc):
+    info = lc.client.scheduler_info()["workers"]
+    ring = HashRing(sorted(str(w["name"]) for w in info.values()))
+    by_name = {str(w["name"]): addr for addr, w in info.items()}
+    for i in (f"img-{k:03d}" for k in range(N_IDS)):
+        assert lc.owner(i) == by_name[ring.owner(i)]
+
+
+def test_concurrent_reads_of_a_cold_id_cause_one_decode(lc):
+    before = lc.stats()["total"].get("decodes", 0)
+    results = lc.read_many(["img-010"] * 50, format="jpeg")
+    assert len(set(results)) == 1
+    assert lc.stats()["total"]["decodes"] - before == 1
+
+
+def test_hot_id_is_served_from_the_owner_image_tier(lc):
+    image_id = "img-020"
+    first = lc.read(image_id)
+    for _ in range(8):  # enough latent hits for promotion (promote_after)
+        assert lc.read(image_id) == first
+    stats = lc.stats()
+    owner = stats["workers"][lc.owner(image_id)]
+    assert owner["image_hits"] >= 1
+    decodes = stats["total"]["decodes"]
+    assert lc.read(image_id) == first
+    assert lc.stats()["total"]["decodes"] == decodes  # an image hit decodes nothing
+
+
+def test_saturated_owner_spills_and_results_land_in_owner_cache(store_url):
+    lc = start(store_url, n_workers=2, threads_per_worker=1, cache_bytes=32 * 2**20, torch_threads=1)
+    try:
+        workers = sorted(lc.client.scheduler_info()["workers"])
+        busy, idle = workers
+        ids = owned_by(lc, busy, 20)
+        lc.read_many(ids)
+        stats = lc.stats()["workers"]
+        assert stats[idle]["spilled"] > 0, "stealing should move some reads off the saturated owner"
+        assert stats[busy]["writebacks"] == stats[idle]["spilled"]
+        # every id's cache entry lives on its owner only
+        assert stats[busy]["latent_objects"] + stats[busy]["image_objects"] == len(ids)
+        assert stats[idle]["latent_objects"] + stats[idle]["image_objects"] == 0
+    finally:
+        lc.close()
+
+
+def test_killing_a_worker_loses_no_read(store_url):
+    lc = start(store_url, n_workers=3, threads_per_worker=1, cache_bytes=32 * 2**20, torch_threads=1)
+    try:
+        victim = sorted(lc.client.scheduler_info()["workers"])[0]
+        pid = lc.client.run(os.getpid, workers=[victim])[victim]
+        ids = [f"img-{k % N_IDS:03d}" for k in range(200)]
+        with cf.ThreadPoolExecutor(8) as pool:
+            pending = [pool.submit(lc.read, i, "png", 32) for i in ids]
+            time.sleep(0.5)
+            os.kill(pid, signal.SIGKILL)
+            outcomes = []
+            for f in pending:
+                try:
+                    outcomes.append(("ok", f.result(timeout=120)))
+                except ReadFailedError as exc:
+                    outcomes.append(("failed", exc))
+        failed = [ids[n] for n, (kind, _) in enumerate(outcomes) if kind == "failed"]
+        assert len(outcomes) == 200
+        for image_id in failed:  # a retry succeeds
+            assert lc.read(image_id, "png", 32)
+        assert all(isinstance(v, bytes) and v for kind, v in outcomes if kind == "ok")
+    finally:
+        lc.close()
