@@ -16,9 +16,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from latentzarr.cache.dual import DualFormatCache
 
 
-def replay_dual(
-    cache: DualFormatCache, ids: list[Hashable], isz: list[int], lsz: list[int]
-) -> list[tuple[int, float]]:
+def replay_dual(cache: DualFormatCache, ids: list[Hashable], isz: list[int], lsz: list[int]) -> list[tuple[int, float]]:
     """Replay a trace through ``cache`` (lock held by the caller); return the alpha trajectory of this replay."""
     n = len(ids)
     c = cache._c

@@ -6,17 +6,21 @@ Algorithm (LatentBox, 2026; defaults in brackets, all settable):
 * Lookup cascades image tier -> latent tier -> object store. An object (key) lives in at most one tier.
 * A miss admits the fetched latent to the latent tier with a hit counter of 0. If the latent tier cannot hold it
   (alpha = 1, image-only) the decoded image goes to the image tier instead.
-* A latent hit bumps the counter; at ``promote_after`` (P) hits [2] the decoded image is inserted into the image
+* A latent hit bumps the counter; at ``promote_after`` (P) hits [3] the decoded image is inserted into the image
   tier and the latent removed ("promotion"). An image evicted from the image tier leaves the cache.
 * Each tier is an LRU whose least recently used ``tail`` [0.1] fraction of bytes is a tail segment; a tail hit is
   a hit that a tier smaller by that much would have missed (see :mod:`latentzarr.cache.tiers`).
-* Marginal-hit tuner, every ``window`` (W) requests [200,000]: with m_lat the latent-tier miss ratio among image
-  misses and d, f the EWMAs of observed decode and fetch ms, the expected cost per request is
-  m_img * (d + m_lat * f). One byte more for the image tier saves (image tail hits / image tail bytes) *
-  (d + m_lat * f); one byte more for the latent tier saves (latent tail hits / latent tail bytes) * f. Alpha moves
-  ``step`` [0.01] toward the larger saving (clamped to [alpha_min, alpha_max] = [0, 1]); both tiers are resized,
-  overflow is evicted and the window counters reset. A tier with no tail (zero capacity) cannot show its value,
-  so the tuner steps into it (exploration) rather than sticking at alpha = 0 or 1.
+* Marginal-hit tuner, every ``window`` (W) requests [200,000]: m_img = image-tier miss ratio, m_lat = latent-tier
+  miss ratio among image misses, d and f = EWMAs of observed decode and fetch ms; expected extra cost per request
+  m_img * (d + m_lat * f) (reported in ``stats()["last_window"]``). A tail hit is a hit that a tier smaller by
+  its tail bytes would have lost. A lost image hit costs a miss, d + f, because an image evicted from the image
+  tier leaves the cache (its latent was dropped at promotion); a lost latent hit costs f. So one byte more saves
+  (image tail hits / image tail bytes) * (d + f) in the image tier and (latent tail hits / latent tail bytes) * f
+  in the latent tier. (Weighting image tail hits by d + m_lat * f instead, as if the latent were still cached,
+  undervalued the image tier: alpha settled 0.1-0.2 below the best static split on the synthetic trace.) Alpha
+  moves ``step`` [0.01] toward the larger saving (clamped to [alpha_min, alpha_max] = [0, 1]); both tiers are
+  resized, overflow is evicted and the window counters reset. A tier with no tail (zero capacity) cannot show
+  its value, so the tuner steps into it (exploration) rather than sticking at alpha = 0 or 1.
 * Fixed modes: ``adaptive=False`` keeps alpha; :meth:`DualFormatCache.image_only` (alpha = 1) and
   :meth:`DualFormatCache.latent_only` (alpha = 0) are the single-format baselines.
 
@@ -45,6 +49,7 @@ __all__ = [
     "DEFAULT_PROMOTE_AFTER",
     "DEFAULT_STEP",
     "DEFAULT_TAIL",
+    "DEFAULT_TOLERANCE",
     "DEFAULT_WINDOW",
     "DualFormatCache",
 ]
@@ -55,8 +60,11 @@ DEFAULT_WINDOW = 200_000
 """Requests per tuning window for traces of millions of requests; scale down for short traces."""
 DEFAULT_TAIL = 0.1
 """Fraction of each tier's bytes forming its tail segment."""
-DEFAULT_PROMOTE_AFTER = 2
-"""Latent hits after which an object is promoted to the image tier (measured on synthetic traces)."""
+DEFAULT_PROMOTE_AFTER = 3
+"""Latent hits after which an object is promoted to the image tier (measured on synthetic traces: see BENCHMARKS.md)."""
+
+DEFAULT_TOLERANCE = 0.0
+"""Relative margin by which one tier's marginal saving must exceed the other's before alpha moves."""
 
 _TRAJECTORY_KEEP = 100_000  # (requests, alpha) points kept by a long-lived cache
 
@@ -82,6 +90,9 @@ class DualFormatCache(Cache):
         Fraction of each tier that forms its tail segment, in (0, 1).
     alpha_min, alpha_max
         Bounds of the tuned alpha, 0 <= alpha_min <= alpha_max <= 1.
+    tolerance
+        Alpha moves only when one saving exceeds the other by more than this relative margin (>= 0); a small
+        dead band stops the split from wandering (and evicting on every resize) near the optimum.
     decode_ms, fetch_ms, ewma
         Starting decode / fetch latency estimates in ms and the EWMA weight of new observations.
 
@@ -105,6 +116,7 @@ class DualFormatCache(Cache):
         tail: float = DEFAULT_TAIL,
         alpha_min: float = 0.0,
         alpha_max: float = 1.0,
+        tolerance: float = DEFAULT_TOLERANCE,
         decode_ms: float = DEFAULT_DECODE_MS,
         fetch_ms: float = DEFAULT_FETCH_MS,
         ewma: float = 0.05,
@@ -128,6 +140,10 @@ class DualFormatCache(Cache):
         self._alpha_max = check_fraction("alpha_max", alpha_max)
         if self._alpha_min > self._alpha_max:
             raise ValueError(f"Expected alpha_min <= alpha_max. Got {alpha_min!r} > {alpha_max!r} instead.")
+        tolerance = float(tolerance)
+        if not tolerance >= 0.0 or tolerance == float("inf"):
+            raise ValueError(f"Expected tolerance as a finite number >= 0. Got {tolerance!r} instead.")
+        self._tolerance = tolerance
         self._window = window
         self._promote_after = promote_after
         self._adaptive = bool(adaptive)
@@ -141,6 +157,7 @@ class DualFormatCache(Cache):
         self._lvals: dict[Hashable, Any] = {}
         self._lhits: dict[Hashable, int] = {}  # latent hits so far, only for cached latents with >= 1 hit
         self._w_req = 0  # requests in the current window
+        self._last_window: dict[str, float] = {}
         self._w0 = dict(self._c)  # counters at the start of the window
         self._trajectory: deque[tuple[int, float]] = deque([(0, alpha)], maxlen=_TRAJECTORY_KEEP)
 
@@ -396,20 +413,31 @@ class DualFormatCache(Cache):
     ) -> float:
         """The next alpha given one window's counts: one step toward the larger marginal saving per byte."""
         image_misses = requests - image_hits
+        m_img = image_misses / requests if requests else 0.0
         m_lat = misses / image_misses if image_misses else 0.0
         d, f = self._decode_ms, self._fetch_ms
         img_tail = self._img.tail_capacity
         lat_tail = self._lat.tail_capacity
-        save_image = image_tail_hits / img_tail * (d + m_lat * f) if img_tail > 0 else 0.0
+        # An image evicted from the image tier leaves the cache (its latent went at promotion): a lost image
+        # hit becomes a miss, d + f. A lost latent hit becomes a miss too: f more than the latent hit.
+        save_image = image_tail_hits / img_tail * (d + f) if img_tail > 0 else 0.0
         save_latent = latent_tail_hits / lat_tail * f if lat_tail > 0 else 0.0
         if img_tail == 0 and lat_tail > 0:  # an empty tier cannot show its value: explore one step into it
             save_image = float("inf")
         elif lat_tail == 0 and img_tail > 0:
             save_latent = float("inf")
+        self._last_window = {
+            "m_img": m_img,
+            "m_lat": m_lat,
+            "expected_cost_ms": m_img * (d + m_lat * f),
+            "saving_per_image_byte": save_image,
+            "saving_per_latent_byte": save_latent,
+        }
         alpha = self._alpha_v
-        if save_image > save_latent:
+        margin = 1.0 + self._tolerance
+        if save_image > save_latent * margin:
             alpha = min(self._alpha_max, alpha + self._step)
-        elif save_latent > save_image:
+        elif save_latent > save_image * margin:
             alpha = max(self._alpha_min, alpha - self._step)
         return round(alpha, 12)
 
@@ -460,6 +488,7 @@ class DualFormatCache(Cache):
             "promote_after": self._promote_after,
             "step": self._step,
             "tail": self._tail,
+            "last_window": dict(self._last_window),
         }
 
     # ---------------------------------------------------------------- simulation (whole trace)
