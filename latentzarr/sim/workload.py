@@ -81,6 +81,14 @@ class Workload:
         latent = np.maximum(1, np.rint(np.asarray(sizes) * float(latent_ratio))).astype(np.int64)
         return cls(ids, sizes, latent)
 
+    def as_lists(self) -> tuple[list[int], list[int], list[int]]:
+        """``(ids, image_sizes, latent_sizes)`` as Python lists, built once and reused by every replay."""
+        cached = self.__dict__.get("_lists")
+        if cached is None:
+            cached = (self.ids.tolist(), self.image_sizes.tolist(), self.latent_sizes.tolist())
+            self.__dict__["_lists"] = cached
+        return cached
+
     def head(self, n: int) -> Workload:
         """The first ``n`` requests."""
         return Workload(self.ids[:n], self.image_sizes[:n], self.latent_sizes[:n])
