@@ -19,7 +19,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from latentzarr.models import LatentAutoencoder
     from latentzarr.store import LatentStore
 
-__all__ = ["DigestCheck", "ExportReport", "decode_ids", "export_images"]
+__all__ = ["DigestCheck", "ExportReport", "ModelCache", "decode_ids", "export_images"]
 
 
 @dataclass
@@ -55,30 +55,42 @@ class DigestCheck:
         return "mismatch" if ingest_setup == self._setup else "setup differs"
 
 
+class ModelCache(dict):
+    """Decoders by model name, each loaded once; ``fixed`` (if given) is used for every name."""
+
+    def __init__(self, fixed: LatentAutoencoder | None = None) -> None:
+        super().__init__()
+        self.fixed = fixed
+
+    def __missing__(self, name: str) -> LatentAutoencoder:
+        from latentzarr.models import load_model
+
+        self[name] = model = self.fixed or load_model(name)
+        return model
+
+
 def decode_ids(
     store: LatentStore,
     ids: Iterable[str],
     *,
     model: LatentAutoencoder | None = None,
-    batch_size: int = 8,
+    read_batch: int = 8,
+    models: ModelCache | None = None,
 ) -> Iterator[tuple[str, np.ndarray]]:
-    """Yield ``(id, uint8 (H, W, 3))`` for ``ids``, decoding in batches of one array's latents.
+    """Yield ``(id, uint8 (H, W, 3))`` for ``ids``, reading ``read_batch`` latents of one array at a time.
 
-    ``model`` defaults to the model recorded in each id's array (loaded once per model name).
+    Decodes use the model's own batch size (part of its :meth:`fingerprint`), so a decode is comparable with
+    the digest recorded at ingest. ``model`` defaults to the model recorded in each id's array.
     """
-    from latentzarr.models import load_model
-
-    models: dict[str, LatentAutoencoder] = {}
+    models = models if models is not None else ModelCache(model)
     by_array: dict[str, list[str]] = {}
     for image_id in ids:
         by_array.setdefault(store.record(image_id)["array"], []).append(image_id)
     for group in by_array.values():
-        name = store.record(group[0])["model"]
-        dec = model or models.setdefault(name, load_model(name))
-        for start in range(0, len(group), batch_size):
-            batch = group[start : start + batch_size]
-            pixels = dec.decode(store.get(batch), batch_size=batch_size)
-            yield from zip(batch, pixels, strict=True)
+        dec = models[store.record(group[0])["model"]]
+        for start in range(0, len(group), read_batch):
+            batch = group[start : start + read_batch]
+            yield from zip(batch, dec.decode(store.get(batch)), strict=True)
 
 
 def export_images(
@@ -90,7 +102,6 @@ def export_images(
     size: int | None = None,
     quality: int | None = None,
     model: LatentAutoencoder | None = None,
-    batch_size: int = 8,
     progress: bool = False,
 ) -> ExportReport:
     """Decode ``ids`` and write ``<out_dir>/<n>.<format>`` files; check each against its ingest digest.
@@ -100,20 +111,22 @@ def export_images(
     """
     from tqdm.auto import tqdm
 
-    from latentzarr.models import encode_image, load_model
+    from latentzarr.models import encode_image
 
     ids = list(ids)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     report = ExportReport()
+    models = ModelCache(model)
     checks: dict[str, DigestCheck] = {}
     for n, (image_id, pixels) in enumerate(
-        tqdm(decode_ids(store, ids, model=model, batch_size=batch_size), total=len(ids), disable=not progress,
-             unit="img", desc="decode")
+        tqdm(decode_ids(store, ids, models=models), total=len(ids), disable=not progress, unit="img",
+             desc="decode")
     ):
         record = store.record(image_id)
-        dec = model or load_model(record["model"])
-        check = checks.setdefault(record["model"], DigestCheck(dec))
+        if record["model"] not in checks:
+            checks[record["model"]] = DigestCheck(models[record["model"]])
+        check = checks[record["model"]]
         report.digests[image_id] = check(record, pixels)
         path = out / f"{n:05d}-{_safe_name(image_id)}.{'jpg' if format == 'jpeg' else format}"
         path.write_bytes(encode_image(pixels, format=format, size=size, quality=quality))

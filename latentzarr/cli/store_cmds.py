@@ -75,14 +75,14 @@ def info_cmd(store: str, as_json: bool) -> None:
 
 def format_info(info: dict) -> str:
     """Render ``LatentStore.info()`` as a small table."""
-    lines = [f"{'array':<32} {'images':>7} {'stored':>10} {'per image':>10} {'ratio':>6} {'vs PNG':>7}"]
+    lines = [f"store {info['url']} (format version {info['format_version']})",
+             f"{'array':<36} {'images':>7} {'stored':>10} {'per image':>10} {'ratio':>7} {'vs PNG':>7}"]
     for arr in [*info["arrays"], {**info, "name": "total"}]:
-        n = arr["images"]
-        red = arr.get("data_reduction")
+        n, ratio, red = arr["images"], arr.get("compression_ratio"), arr.get("data_reduction")
         lines.append(
-            f"{arr['name']:<32} {n:>7} {human_bytes(arr['stored_bytes']):>10} "
+            f"{arr['name']:<36} {n:>7} {human_bytes(arr['stored_bytes']):>10} "
             f"{human_bytes(arr['stored_bytes'] / n) if n else '-':>10} "
-            f"{arr['compression_ratio']:>5.2f}x {f'{red:.0%}' if red is not None else '-':>7}"
+            f"{f'{ratio:.2f}x' if ratio else '-':>7} {f'{red:.0%}' if red is not None else '-':>7}"
         )
     return "\n".join(lines)
 

@@ -15,7 +15,6 @@ from latentzarr.errors import CorruptDataError
 from latentzarr.store.layout import (
     ARRAYS_GROUP,
     FORMAT_VERSION,
-    compressors,
     fill_value,
     nan_rows,
     serializer,
@@ -107,7 +106,7 @@ def list_arrays(store: zarr.abc.store.Store, names: Sequence[str],
 
 def create_latent_array(store: zarr.abc.store.Store, name: str, *, model: str, model_attrs: dict[str, Any],
                         shape: tuple[int, int, int], dtype: str, shard_images: int) -> ArrayMeta:
-    """Create an empty (0, C, h, w) array: one image per chunk, ``shard_images`` per shard, CRC32C-checked."""
+    """Create an empty (0, C, h, w) array: one image per chunk, ``shard_images`` per shard, checksummed by the codec."""
     array = zarr.create_array(
         store=store,
         name=f"{ARRAYS_GROUP}/{name}",
@@ -116,7 +115,7 @@ def create_latent_array(store: zarr.abc.store.Store, name: str, *, model: str, m
         shards=(shard_images, *shape),
         dtype=storage_dtype(dtype),
         serializer=serializer(dtype),
-        compressors=compressors(),
+        compressors=None,  # LatentCodec compresses and checksums each chunk itself
         fill_value=fill_value(dtype),
         dimension_names=("image", "channel", "y", "x"),
         attributes={"latentzarr": {"format_version": FORMAT_VERSION, "model": model, "model_attrs": model_attrs,

@@ -17,12 +17,10 @@ bfloat16 data type); the array attribute ``latentzarr.dtype`` records the logica
 from __future__ import annotations
 
 import re
-from typing import Any
 
 import ml_dtypes
 import numpy as np
 from zarr.abc.codec import ArrayBytesCodec
-from zarr.codecs import Crc32cCodec
 
 __all__ = [
     "ARRAYS_GROUP",
@@ -31,7 +29,6 @@ __all__ = [
     "LOCK_NAME",
     "LOGICAL_DTYPES",
     "array_name",
-    "compressors",
     "fill_value",
     "logical_dtype_name",
     "nan_rows",
@@ -115,27 +112,12 @@ def array_name(model: str, shape: tuple[int, int, int], logical: str) -> str:
     return f"{safe}-{'x'.join(str(int(s)) for s in shape)}-{logical}"
 
 
-def _serializer(logical: str) -> ArrayBytesCodec:
-    """The array-to-bytes codec of a new array holding ``logical`` latents (the one place that chooses it)."""
-    try:
-        from latentzarr_codecs.zarr3 import LatentCodec
-    except ImportError:  # the codec package has not landed yet: plain pcodec.
-        from zarr.codecs.numcodecs import PCodec
-
-        return PCodec(level=8)
-    return LatentCodec(**_latent_codec_config(logical))
-
-
-def _latent_codec_config(logical: str) -> dict[str, Any]:
-    """Constructor arguments of LatentCodec for a logical dtype (bfloat16 bits arrive as uint16)."""
-    return {"dtype": logical}
-
-
 def serializer(logical: str) -> ArrayBytesCodec:
-    """Public alias of :func:`_serializer`."""
-    return _serializer(logical)
+    """The array-to-bytes codec of a new array holding ``logical`` latents (the one place that chooses it).
 
+    ``LatentCodec`` checksums every chunk itself (CRC-32 in its header), so no bytes-to-bytes checksum codec
+    follows it; bfloat16 bits arrive as uint16 and the codec is told what they mean.
+    """
+    from latentzarr_codecs.zarr3 import LatentCodec
 
-def compressors() -> list[Crc32cCodec]:
-    """Bytes-to-bytes codecs after the serializer: a CRC32C checksum so corrupt chunks are detected."""
-    return [Crc32cCodec()]
+    return LatentCodec(dtype=logical)
