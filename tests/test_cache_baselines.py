@@ -111,3 +111,11 @@ def test_s3fifo_replay_matches_access_and_respects_the_budget(ids, capacity, see
         assert single._gb <= single._ghost_cap
     assert batch.stats() == single.stats()
     assert list(batch._main) == list(single._main) and list(batch._small) == list(single._small)
+
+
+def test_peek_on_baselines():
+    for cache in (LRUImageCache(1000), S3FIFOImageCache(1000)):
+        cache.offer_image("x", b"I", 10)
+        before = cache.stats()
+        assert cache.peek_image("x") == b"I" and cache.peek_image("y") is None and cache.peek_latent("x") is None
+        assert cache.stats() == before

@@ -276,3 +276,16 @@ def test_threads_hammering_one_cache_keep_invariants():
     assert set(cache._ivals) == img and set(cache._lvals) == lat
     assert all(cache._ivals[k] == b"I%d" % k for k in img)
     assert 20 <= s["decode_ms"] <= 40
+
+
+def test_peek_changes_nothing():
+    cache = DualFormatCache(10_000, adaptive=False, promote_after=1)
+    cache.put_latent("a", b"L", 100)
+    cache.get_latent("a")
+    cache.offer_image("a", b"I", 1000)
+    cache.put_latent("b", b"LB", 100)
+    before = cache.stats()
+    order = list(cache._img.main)
+    assert cache.peek_image("a") == b"I" and cache.peek_latent("b") == b"LB"
+    assert cache.peek_image("b") is None and cache.peek_latent("a") is None and cache.peek_image("zz") is None
+    assert cache.stats() == before and list(cache._img.main) == order

@@ -231,6 +231,14 @@ class Cache(ABC):
         """Count one request; return the cached image for ``key`` or ``None`` (an image-tier miss)."""
 
     @abstractmethod
+    def peek_image(self, key: Hashable) -> Any | None:
+        """The cached image for ``key`` or ``None``, without counting a request or refreshing recency."""
+
+    @abstractmethod
+    def peek_latent(self, obj_id: Hashable) -> Any | None:
+        """The cached latent of ``obj_id`` or ``None``, without counting or refreshing anything."""
+
+    @abstractmethod
     def get_latent(self, obj_id: Hashable) -> Any | None:
         """After an image miss: return the cached latent of ``obj_id`` (a latent hit) or ``None`` (a miss)."""
 

@@ -37,6 +37,15 @@ class _ImageOnly(Cache):
             self._c["misses"] += 1
         return None
 
+    def peek_image(self, key: Hashable) -> Any | None:
+        """The cached image for ``key`` or ``None``, without counting a request or touching its metadata."""
+        with self._lock:
+            return self._vals.get(key) if key in self else None
+
+    def peek_latent(self, obj_id: Hashable) -> Any | None:
+        """Always ``None``: image-only caches hold no latents."""
+        return None
+
     def put_latent(self, obj_id: Hashable, value: Any, size: int) -> bool:
         self._check_fits(size, "a latent")
         return False

@@ -224,6 +224,16 @@ class DualFormatCache(Cache):
                 return "latent"
             return None
 
+    def peek_image(self, key: Hashable) -> Any | None:
+        """The cached image for ``key`` or ``None``, without counting a request or refreshing its recency."""
+        with self._lock:
+            return self._ivals.get(key) if key in self._img else None
+
+    def peek_latent(self, obj_id: Hashable) -> Any | None:
+        """The cached latent of ``obj_id`` or ``None``, without counting or refreshing anything."""
+        with self._lock:
+            return self._lvals.get(obj_id) if obj_id in self._lat else None
+
     def __len__(self) -> int:
         with self._lock:
             return len(self._img) + len(self._lat)
