@@ -17,7 +17,6 @@ except PackageNotFoundError:  # pragma: no cover - running from a source tree wi
 
 # public name -> module that defines it
 _LAZY: dict[str, str] = {
-    # errors and ids
     "LatentZarrError": "latentzarr.errors",
     "InvalidIdError": "latentzarr.errors",
     "UnknownIdError": "latentzarr.errors",
@@ -28,7 +27,39 @@ _LAZY: dict[str, str] = {
     "CorruptDataError": "latentzarr.errors",
     "StoreLockedError": "latentzarr.errors",
     "ModelNotFoundError": "latentzarr.errors",
+    "ObjectTooLargeError": "latentzarr.errors",
+    "TraceFormatError": "latentzarr.errors",
+    "MixedArraysError": "latentzarr.errors",
+    "InvalidRenditionError": "latentzarr.errors",
+    "InvalidImageError": "latentzarr.errors",
     "validate_id": "latentzarr.ids",
+    "LatentStore": "latentzarr.store",
+    "LatentAutoencoder": "latentzarr.models",
+    "load_model": "latentzarr.models",
+    "encode_image": "latentzarr.models.images",
+    "pixel_digest": "latentzarr.models.images",
+    "Rendition": "latentzarr.models.images",
+    "ingest_images": "latentzarr.ingest",
+    "ingest_arrays": "latentzarr.ingest",
+    "export_images": "latentzarr.export",
+    "decode_ids": "latentzarr.export",
+    "sample_images": "latentzarr.samples",
+    "run_demo": "latentzarr.demo",
+    "DualFormatCache": "latentzarr.cache",
+    "LRUImageCache": "latentzarr.cache",
+    "S3FIFOImageCache": "latentzarr.cache",
+    "CostModel": "latentzarr.cache",
+    "Trace": "latentzarr.traces",
+    "read_trace": "latentzarr.traces",
+    "write_trace": "latentzarr.traces",
+    "synth_trace": "latentzarr.traces",
+    "analyze_trace": "latentzarr.traces",
+    "LatentClient": "latentzarr.cluster",
+    "LatentWorkerPlugin": "latentzarr.cluster",
+    "HashRing": "latentzarr.cluster",
+    "ReadFailedError": "latentzarr.cluster",
+    "start_cluster": "latentzarr.cluster",
+    "get_latentzarr_plugin": "latentzarr.cluster",
 }
 
 __all__ = ["__version__", *sorted(_LAZY)]
@@ -49,5 +80,22 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # pragma: no cover
+    from latentzarr.cache import CostModel, DualFormatCache, LRUImageCache, S3FIFOImageCache  # noqa: F401
+    from latentzarr.cluster import (  # noqa: F401
+        HashRing,
+        LatentClient,
+        LatentWorkerPlugin,
+        ReadFailedError,
+        get_latentzarr_plugin,
+        start_cluster,
+    )
+    from latentzarr.demo import run_demo  # noqa: F401
     from latentzarr.errors import *  # noqa: F403
+    from latentzarr.export import decode_ids, export_images  # noqa: F401
     from latentzarr.ids import validate_id  # noqa: F401
+    from latentzarr.ingest import ingest_arrays, ingest_images  # noqa: F401
+    from latentzarr.models import LatentAutoencoder, load_model  # noqa: F401
+    from latentzarr.models.images import Rendition, encode_image, pixel_digest  # noqa: F401
+    from latentzarr.samples import sample_images  # noqa: F401
+    from latentzarr.store import LatentStore  # noqa: F401
+    from latentzarr.traces import Trace, analyze_trace, read_trace, synth_trace, write_trace  # noqa: F401

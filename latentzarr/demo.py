@@ -61,25 +61,18 @@ def run_demo(
     t0 = time.perf_counter()
     out = Path(out)
     source, decoded, store_path = out / "source", out / "decoded", out / "store.zarr"
-    if store_path.exists():
-        try:
-            LatentStore.open(store_path, mode="r")
-        except NotALatentStoreError as exc:
-            raise NotALatentStoreError(
-                f"{store_path} exists and is not a latentzarr store; choose another --out folder."
-            ) from exc
-        shutil.rmtree(store_path)
-    for d in (source, decoded):
-        d.mkdir(parents=True, exist_ok=True)
+    _clear_previous_run(out, store_path, source, decoded)
     names = SAMPLE_NAMES[: max(1, min(images, len(SAMPLE_NAMES)))]
     echo(f"1/4 writing {len(names)} sample photos ({size}x{size}) to {source}")
+    files = []
     for name, px in sample_images(size, names).items():
-        Image.fromarray(px).save(source / f"{name}.png")
+        files.append(source / f"{name}.png")
+        Image.fromarray(px).save(files[-1])
 
     echo(f"2/4 encoding them with {model} into {store_path}")
     ae = load_model(model)
     store = LatentStore.create(store_path)
-    report = ingest_images(store, source, ae, dtype=dtype, progress=progress)
+    report = ingest_images(store, files, ae, dtype=dtype, progress=progress)
 
     echo("3/4 storage (latent bytes: the compressed chunk of each image, as stored)")
     sizes = encoded_sizes(store, report.ids)
@@ -105,6 +98,25 @@ def run_demo(
     )
     echo(f"done in {result.seconds:.1f} s: open {decoded} to see the pictures")
     return result
+
+
+_MARKER = ".latentzarr-demo"
+
+
+def _clear_previous_run(out: Path, store_path: Path, *folders: Path) -> None:
+    """Remove what an earlier demo wrote to ``out`` (recognised by its marker file); refuse anything else."""
+    if store_path.exists() or any(f.exists() for f in folders):
+        if not (out / _MARKER).exists():
+            raise NotALatentStoreError(
+                f"Expected {out} to be empty or an earlier demo's folder. Got other files there instead; "
+                "choose another --out folder."
+            )
+        for path in (store_path, *folders):
+            shutil.rmtree(path, ignore_errors=True)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / _MARKER).write_text("written by `latentzarr demo`; the demo may replace this folder's contents\n")
+    for folder in folders:
+        folder.mkdir(exist_ok=True)
 
 
 def encoded_sizes(store, ids: list[str]) -> dict[str, int]:

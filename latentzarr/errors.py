@@ -10,8 +10,11 @@ __all__ = [
     "CorruptDataError",
     "DuplicateIdError",
     "InvalidIdError",
+    "InvalidImageError",
     "InvalidLatentError",
+    "InvalidRenditionError",
     "LatentZarrError",
+    "MixedArraysError",
     "ModelNotFoundError",
     "NotALatentStoreError",
     "ObjectTooLargeError",
@@ -76,3 +79,15 @@ class ObjectTooLargeError(LatentZarrError, ValueError):
 
 class TraceFormatError(LatentZarrError, ValueError):
     """A request trace has too many malformed lines, or none that parse. The message quotes the first few."""
+
+
+class MixedArraysError(LatentZarrError, ValueError):
+    """The ids of one ``LatentStore.get`` call live in different arrays (different model, shape or dtype)."""
+
+
+class InvalidRenditionError(LatentZarrError, ValueError):
+    """An image format, size or quality that cannot be produced."""
+
+
+class InvalidImageError(LatentZarrError, ValueError):
+    """Pixels that are not a uint8 RGB picture (H, W, 3)."""

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from latentzarr.cluster import LatentClient, ReadFailedError, start
+from latentzarr.cluster import LatentClient, ReadFailedError, start_cluster
 from latentzarr.cluster.ring import HashRing
 from latentzarr.errors import InvalidIdError, UnknownIdError
 
@@ -37,7 +37,7 @@ def store_url(tmp_path_factory, models_dir):
 
 @pytest.fixture(scope="module")
 def lc(store_url):
-    client = start(store_url, n_workers=2, threads_per_worker=1, cache_bytes=32 * 2**20, torch_threads=1)
+    client = start_cluster(store_url, n_workers=2, threads_per_worker=1, cache_bytes=32 * 2**20, torch_threads=1)
     yield client
     client.close()
 
@@ -98,7 +98,7 @@ def test_hot_id_is_served_from_the_owner_image_tier(lc):
 
 
 def test_saturated_owner_spills_and_results_land_in_owner_cache(store_url):
-    lc = start(store_url, n_workers=2, threads_per_worker=1, cache_bytes=32 * 2**20, torch_threads=1)
+    lc = start_cluster(store_url, n_workers=2, threads_per_worker=1, cache_bytes=32 * 2**20, torch_threads=1)
     try:
         workers = sorted(lc.client.scheduler_info()["workers"])
         busy, idle = workers
@@ -115,7 +115,7 @@ def test_saturated_owner_spills_and_results_land_in_owner_cache(store_url):
 
 
 def test_killing_a_worker_loses_no_read(store_url):
-    lc = start(store_url, n_workers=3, threads_per_worker=1, cache_bytes=32 * 2**20, torch_threads=1)
+    lc = start_cluster(store_url, n_workers=3, threads_per_worker=1, cache_bytes=32 * 2**20, torch_threads=1)
     try:
         victim = sorted(lc.client.scheduler_info()["workers"])[0]
         pid = lc.client.run(os.getpid, workers=[victim])[victim]

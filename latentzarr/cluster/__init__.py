@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from latentzarr.cluster.batcher import DecodeBatcher
 from latentzarr.cluster.client import LatentClient, ReadFailedError
-from latentzarr.cluster.local import local_cluster, start
+from latentzarr.cluster.local import local_cluster, start_cluster
 from latentzarr.cluster.plugin import LatentWorkerPlugin, PluginMissingError, get_latentzarr_plugin
 from latentzarr.cluster.ring import HashRing
 
@@ -17,5 +17,5 @@ __all__ = [
     "ReadFailedError",
     "get_latentzarr_plugin",
     "local_cluster",
-    "start",
+    "start_cluster",
 ]

@@ -64,7 +64,7 @@ class LatentClient:
         Allow reads to run on other workers than their owner (``allow_other_workers``). ``False`` pins every
         read to its owner (the no-spillover baseline).
     owns_cluster
-        A cluster that :meth:`close` shuts down with the client (set by :func:`latentzarr.cluster.start`).
+        A cluster that :meth:`close` shuts down with the client (set by :func:`latentzarr.cluster.start_cluster`).
     """
 
     def __init__(self, client: Client, *, spill: bool = True, owns_cluster: Any = None) -> None:

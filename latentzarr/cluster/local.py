@@ -19,7 +19,7 @@ import dask
 
 from latentzarr.cluster.plugin import DEFAULT_CACHE_BYTES, LatentWorkerPlugin
 
-__all__ = ["gpu_count", "local_cluster", "start"]
+__all__ = ["gpu_count", "local_cluster", "start_cluster"]
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +69,7 @@ def local_cluster(*, n_workers: int | None = None, threads_per_worker: int = 2,
         return LocalCluster(n_workers=n_workers or 2, processes=True, **common)
 
 
-def start(store_url: str, *, address: str | None = None, n_workers: int | None = None,
+def start_cluster(store_url: str, *, address: str | None = None, n_workers: int | None = None,
           threads_per_worker: int = 2, cache_bytes: int = DEFAULT_CACHE_BYTES, gpu: bool | None = None,
           spill: bool = True, storage_options: dict | None = None, **plugin_options: Any):
     """Connect to ``address`` (or start :func:`local_cluster`), register the plugin, return a LatentClient.

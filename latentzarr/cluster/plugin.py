@@ -292,6 +292,6 @@ def get_latentzarr_plugin() -> LatentWorkerPlugin:
         raise PluginMissingError(
             f"Expected the {PLUGIN_NAME!r} worker plugin on {worker.address}. Got none instead; register it with "
             "client.register_plugin(LatentWorkerPlugin(store_url)) or create the client with "
-            "latentzarr.cluster.connect()."
+            "latentzarr.start_cluster(store_url)."
         )
     return plugin

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from latentzarr.errors import LatentZarrError
+from latentzarr.errors import InvalidImageError, InvalidRenditionError
 
 __all__ = [
     "DEFAULT_QUALITY",
@@ -43,14 +43,6 @@ MAX_SIZE = 16384
 
 _ALIASES = {"jpg": "jpeg"}
 _PIL_FORMATS = {"png": "PNG", "webp": "WEBP", "jpeg": "JPEG"}
-
-
-class InvalidRenditionError(LatentZarrError, ValueError):
-    """An image format, size or quality that cannot be produced."""
-
-
-class InvalidImageError(LatentZarrError, ValueError):
-    """Pixels that are not a uint8 RGB picture (H, W, 3)."""
 
 
 @dataclass(frozen=True)

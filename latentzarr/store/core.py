@@ -32,6 +32,7 @@ from latentzarr.errors import (
     InvalidIdError,
     InvalidLatentError,
     LatentZarrError,
+    MixedArraysError,
     NotALatentStoreError,
     UnknownIdError,
     UnsupportedFormatError,
@@ -70,10 +71,6 @@ CHECKPOINT_EVERY = 1024
 
 
 _COMMIT_ATTEMPTS = 20
-
-
-class MixedArraysError(LatentZarrError, ValueError):
-    """The ids of one ``get`` call live in different arrays (different model, shape or dtype)."""
 
 
 def latent_digest(stored: np.ndarray) -> bytes:
