@@ -54,13 +54,11 @@ def plot_alpha_trajectory(doc: dict[str, Any], path: str | Path) -> Path:
     fig, ax = _new()
     rows = sorted((r for r in doc["results"] if r["config"] == "adaptive"), key=lambda r: r["cache_fraction"])
     best = {r["cache_fraction"]: r["alpha"] for r in doc["results"] if r["config"] == "best-static"}
-    cmap = fig.colormaps["viridis"] if hasattr(fig, "colormaps") else None
-    for i, r in enumerate(rows):
-        color = cmap(i / max(1, len(rows) - 1)) if cmap else None
+    for r in rows:
         traj = r.get("alpha_trajectory") or []
-        ax.plot([k for k, _ in traj], [a for _, a in traj], color=color, label=f"{100 * r['cache_fraction']:g}%")
+        (line,) = ax.plot([k for k, _ in traj], [a for _, a in traj], label=f"{100 * r['cache_fraction']:g}%")
         if r["cache_fraction"] in best:
-            ax.axhline(best[r["cache_fraction"]], color=color, linestyle=":", linewidth=1)
+            ax.axhline(best[r["cache_fraction"]], color=line.get_color(), linestyle=":", linewidth=1)
     ax.set_ylim(-0.02, 1.02)
     ax.set_xlabel("requests")
     ax.set_ylabel("alpha (image-tier share)")
