@@ -17,7 +17,7 @@ Algorithm (LatentBox, 2026; defaults in brackets, all settable):
   tier leaves the cache (its latent was dropped at promotion); a lost latent hit costs f. So one byte more saves
   (image tail hits / image tail bytes) * (d + f) in the image tier and (latent tail hits / latent tail bytes) * f
   in the latent tier. (Weighting image tail hits by d + m_lat * f instead, as if the latent were still cached,
-  undervalued the image tier: alpha settled 0.1-0.2 below the best static split on the synthetic trace.) Alpha
+  undervalued the image tier: alpha settled up to 0.2 below the best static split on the synthetic trace.) Alpha
   moves ``step`` [0.01] toward the larger saving (clamped to [alpha_min, alpha_max] = [0, 1]); both tiers are
   resized, overflow is evicted and the window counters reset. A tier with no tail (zero capacity) cannot show
   its value, so the tuner steps into it (exploration) rather than sticking at alpha = 0 or 1.
