@@ -14,11 +14,13 @@ __all__ = ["cli", "main"]
 
 # command name -> "module:attribute" of a click command or group
 COMMANDS: dict[str, str] = {
+    "batch-decode": "latentzarr.cli.batch:batch_decode_cmd",
     "demo": "latentzarr.cli.demo:demo",
     "export": "latentzarr.cli.store_cmds:export_cmd",
     "info": "latentzarr.cli.store_cmds:info_cmd",
     "ingest-images": "latentzarr.cli.store_cmds:ingest_images_cmd",
     "ls": "latentzarr.cli.store_cmds:ls_cmd",
+    "serve": "latentzarr.cli.serve:serve",
     "simulate": "latentzarr.cli.simulate:simulate",
     "trace": "latentzarr.cli.trace:trace",
 }
