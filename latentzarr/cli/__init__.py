@@ -15,6 +15,7 @@ __all__ = ["cli", "main"]
 # command name -> "module:attribute" of a click command or group
 COMMANDS: dict[str, str] = {
     "batch-decode": "latentzarr.cli.batch:batch_decode_cmd",
+    "bench": "latentzarr.cli.bench:bench",
     "demo": "latentzarr.cli.demo:demo",
     "export": "latentzarr.cli.store_cmds:export_cmd",
     "info": "latentzarr.cli.store_cmds:info_cmd",

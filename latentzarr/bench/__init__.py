@@ -1,0 +1,12 @@
+"""Benchmarks of the serving path on a local Dask cluster: image-hit overhead and spillover.
+
+Library functions return JSON-ready dicts; ``latentzarr bench`` and ``workflows/bench_*.py`` call them.
+"""
+
+from __future__ import annotations
+
+from latentzarr.bench._common import build_sample_store, machine_info, summarize
+from latentzarr.bench.serving import bench_serving
+from latentzarr.bench.spillover import bench_spillover, skewed_load
+
+__all__ = ["bench_serving", "bench_spillover", "build_sample_store", "machine_info", "skewed_load", "summarize"]

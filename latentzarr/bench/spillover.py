@@ -1,0 +1,251 @@
+"""Spillover: one skewed read load, served with work stealing allowed and with reads pinned to their owner.
+
+The load is open-loop (requests arrive at seeded Poisson times whether or not earlier ones finished, as at a
+front end with many users): ``hot_share`` of the requests go to ids owned by one worker (the *hot* worker), the
+rest to the other workers' ids; within each group ids are drawn Zipf(``zipf_s``). Every read is real: image-tier
+hits over the fast path, otherwise a decode by the real taef2 decoder on a CPU worker. The identical request
+sequence (ids and arrival times) is served by a fresh cluster with cold caches twice per repeat:
+
+* ``spill``: ``LatentClient(spill=True)``, reads restricted loosely to their owner (stealing may move them; the
+  result is written back to the owner's cache);
+* ``owner_only``: ``LatentClient(spill=False)`` (``allow_other_workers=False``).
+
+Latency of a read is measured from its scheduled arrival to its bytes. The cache-served fraction is
+(image hits + latent hits) / requests, summed over the workers' caches.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import numpy as np
+
+from latentzarr.bench._common import machine_info, median_summary, summarize
+from latentzarr.errors import LatentZarrError
+
+__all__ = ["P99_REDUCTION_TARGET", "SERVED_FRACTION_TOLERANCE", "bench_spillover", "skewed_load"]
+
+P99_REDUCTION_TARGET = 0.20
+"""The bar: P99 with spillover at least 20% lower than owner-only (published: 23.9%)."""
+SERVED_FRACTION_TOLERANCE = 0.02
+"""The bar: the cache-served fraction may differ by at most 2 points between the two modes."""
+MODES = ("spill", "owner_only")
+
+
+def _zipf_probabilities(n: int, s: float) -> np.ndarray:
+    weights = 1.0 / np.arange(1, n + 1) ** s
+    return weights / weights.sum()
+
+
+def skewed_load(hot_ids: list[str], other_ids: list[str], *, requests: int, rate: float, hot_share: float,
+                zipf_s: float, seed: int = 0) -> tuple[list[str], np.ndarray]:
+    """The request sequence: ``(ids, arrival times in s from the start)``, both of length ``requests``.
+
+    A request goes to ``hot_ids`` with probability ``hot_share``, else to ``other_ids``; within a group the
+    id's popularity rank is Zipf(``zipf_s``) over a seeded shuffle of the group. Arrivals are Poisson at
+    ``rate`` requests/s.
+    """
+    if not hot_ids or not other_ids:
+        raise ValueError("Expected ids owned by the hot worker and by others. Got an empty group; use more ids.")
+    if not 0 <= hot_share <= 1 or rate <= 0 or requests < 1:
+        raise ValueError(f"Expected 0 <= hot_share <= 1, rate > 0, requests >= 1. Got {hot_share!r}, {rate!r}, "
+                         f"{requests!r} instead.")
+    rng = np.random.default_rng(seed)
+    groups = [list(rng.permutation(hot_ids)), list(rng.permutation(other_ids))]
+    probs = [_zipf_probabilities(len(g), zipf_s) for g in groups]
+    hot = rng.random(requests) < hot_share
+    ids = [str(groups[0 if h else 1][rng.choice(len(probs[0 if h else 1]), p=probs[0 if h else 1])]) for h in hot]
+    arrivals = np.cumsum(rng.exponential(1.0 / rate, requests))
+    return ids, arrivals - arrivals[0]
+
+
+def _warm_models(dask_worker: Any, image_id: str) -> None:
+    """Load the decoder and start the batcher on a worker (no cache access), so no read pays for it."""
+    plugin = dask_worker.plugins["latentzarr"]
+    latent = plugin.store.get_one(image_id)
+    plugin.batcher_for(image_id).decode(np.zeros_like(latent))
+
+
+async def _serve(address: str, spill: bool, ids: list[str], arrivals: np.ndarray, format: str,
+                 size: int | None) -> tuple[np.ndarray, float]:
+    from distributed import Client
+
+    from latentzarr.cluster import LatentClient
+
+    async with Client(address, asynchronous=True) as client:
+        alc = LatentClient(client, spill=spill)
+        await alc.owner(ids[0])  # fetch the ring before timing
+        latencies = np.full(len(ids), np.nan)
+        loop = asyncio.get_running_loop()
+        start = loop.time() + 0.05
+
+        async def one(n: int) -> None:
+            await asyncio.sleep(max(0.0, start + arrivals[n] - loop.time()))
+            t_arrive = start + arrivals[n]
+            await alc.read(ids[n], format, size)
+            latencies[n] = loop.time() - t_arrive
+
+        await asyncio.gather(*(one(n) for n in range(len(ids))))
+        wall = loop.time() - start
+    return latencies * 1000, wall
+
+
+def _run_mode(store_url: str, spill: bool, ids: list[str], arrivals: np.ndarray, *, hot_name: str,
+              owner_names: dict[str, str], format: str, size: int | None, cluster_kwargs: dict[str, Any]
+              ) -> dict[str, Any]:
+    from latentzarr.cluster import start_cluster
+
+    lc = start_cluster(store_url, spill=spill, **cluster_kwargs)
+    try:
+        info = lc.client.scheduler_info()["workers"]
+        name_of = {addr: str(w["name"]) for addr, w in info.items()}
+        for image_id in set(ids[:50]):  # same names, same owners: a fresh cluster routes like the first one
+            if name_of[lc.owner(image_id)] != owner_names[image_id]:
+                raise LatentZarrError(f"Expected {image_id!r} owned by worker {owner_names[image_id]!r} in every "
+                                      f"cluster. Got {name_of[lc.owner(image_id)]!r} instead.")
+        lc.client.run(_warm_models, image_id=ids[0])
+        latencies, wall = asyncio.run(_serve(lc.client.scheduler.address, spill, ids, arrivals, format, size))
+        stats = lc.stats()
+    finally:
+        lc.close()
+    total = stats["total"]
+    requests = total.get("requests", 0)
+    per_worker = {}
+    for addr, st in stats["workers"].items():
+        busy_ms = st.get("decodes", 0) * st.get("decode_ms", 0.0)
+        per_worker[name_of.get(addr, addr)] = {
+            k: st.get(k, 0) for k in ("requests", "image_hits", "latent_hits", "misses", "decodes", "spilled",
+                                      "writebacks", "store_fetches", "decode_batches")
+        } | {"decode_ms_ewma": st.get("decode_ms", 0.0), "decode_busy_fraction": busy_ms / 1000 / wall}
+    served = (total.get("image_hits", 0) + total.get("latent_hits", 0)) / requests if requests else float("nan")
+    return {
+        **summarize(latencies, wall),
+        "wall_s": wall,
+        "requests_counted": requests,
+        "cache_served_fraction": served,
+        "image_hit_fraction": total.get("image_hits", 0) / requests if requests else float("nan"),
+        "latent_hit_fraction": total.get("latent_hits", 0) / requests if requests else float("nan"),
+        "store_fetch_fraction": total.get("store_fetches", 0) / requests if requests else float("nan"),
+        "decodes": total.get("decodes", 0),
+        "spilled": total.get("spilled", 0),
+        "hot_worker_decode_busy_fraction": per_worker.get(hot_name, {}).get("decode_busy_fraction", float("nan")),
+        "workers": per_worker,
+    }
+
+
+def _decode_ms(store_url: str, image_id: str, torch_threads: int) -> float:
+    """Median ms of one decode + PNG encode of ``image_id`` in this process with ``torch_threads`` threads."""
+    import torch
+
+    from latentzarr.models import load_model
+    from latentzarr.models.images import encode_image
+    from latentzarr.store import LatentStore
+
+    store = LatentStore.open(store_url)
+    latent = store.get([image_id])
+    model = load_model(store.record(image_id)["model"], device="cpu")
+    before = torch.get_num_threads()
+    torch.set_num_threads(torch_threads)
+    try:
+        times = []
+        for _ in range(6):
+            t0 = time.perf_counter()
+            encode_image(model.decode(latent)[0], "png")
+            times.append((time.perf_counter() - t0) * 1000)
+    finally:
+        torch.set_num_threads(before)
+    return float(np.median(times[1:]))
+
+
+def bench_spillover(store_url: str, *, requests: int = 600, rate: float | None = None, load: float = 0.9,
+                    hot_share: float = 0.8, zipf_s: float = 0.8, repeats: int = 3, format: str = "png",
+                    size: int | None = None, n_workers: int = 2, threads_per_worker: int = 1, torch_threads: int = 1,
+                    cache_bytes: int = 2 * 2**20, seed: int = 0) -> dict[str, Any]:
+    """P50/P95/P99 latency (ms) and cache-served fraction of one skewed load, with and without spillover.
+
+    Parameters
+    ----------
+    store_url
+        A latentzarr store; every id in it takes part (more ids: more misses).
+    requests
+        Reads per run.
+    rate
+        Arrival rate (requests/s). None: ``load`` times one worker's decode rate, ``1000 / decode_ms``, where
+        ``decode_ms`` is one decode + PNG encode measured in this process before the runs.
+    hot_share, zipf_s
+        Share of the reads that go to the hot worker's ids; Zipf exponent of popularity inside each group.
+    repeats
+        Each repeat serves the same sequence on fresh clusters in both modes (order alternating); figures are
+        medians over repeats.
+    cache_bytes
+        Per-worker cache budget (bytes).
+
+    Returns a JSON-ready dict: ``spill`` and ``owner_only`` (``p50_ms``, ``p95_ms``, ``p99_ms``,
+    ``cache_served_fraction``, ...), ``p99_reduction`` (1 - spill / owner-only), ``served_fraction_difference``,
+    ``bar`` (targets and whether they are met), ``runs`` (every repeat), ``settings`` and ``machine``.
+    """
+    from latentzarr.cluster.ring import HashRing
+    from latentzarr.store import LatentStore
+
+    if repeats < 1:
+        raise ValueError(f"Expected repeats >= 1. Got {repeats!r} instead.")
+    all_ids = LatentStore.open(store_url).ids()
+    names = [str(k) for k in range(n_workers)]  # LocalCluster names its workers 0 .. n-1
+    ring = HashRing(names)
+    owner_names = {i: ring.owner(i) for i in all_ids}
+    counts = {n: sum(1 for o in owner_names.values() if o == n) for n in names}
+    hot_name = max(names, key=lambda n: counts[n])
+    hot_ids = [i for i in all_ids if owner_names[i] == hot_name]
+    other_ids = [i for i in all_ids if owner_names[i] != hot_name]
+    decode_ms = _decode_ms(store_url, all_ids[0], torch_threads)
+    if rate is None:
+        rate = load * 1000.0 / decode_ms
+    ids, arrivals = skewed_load(hot_ids, other_ids, requests=requests, rate=rate, hot_share=hot_share,
+                                zipf_s=zipf_s, seed=seed)
+    cluster_kwargs = {"n_workers": n_workers, "threads_per_worker": threads_per_worker,
+                      "cache_bytes": cache_bytes, "torch_threads": torch_threads}
+    runs: dict[str, list[dict[str, Any]]] = {m: [] for m in MODES}
+    for r in range(repeats):
+        for mode in (MODES if r % 2 == 0 else MODES[::-1]):
+            runs[mode].append(_run_mode(store_url, mode == "spill", ids, arrivals, hot_name=hot_name,
+                                        owner_names=owner_names, format=format, size=size,
+                                        cluster_kwargs=cluster_kwargs))
+    med = {m: median_summary(runs[m]) for m in MODES}
+    p99_red = [1 - s["p99_ms"] / o["p99_ms"] for s, o in zip(runs["spill"], runs["owner_only"], strict=True)]
+    frac_diff = [s["cache_served_fraction"] - o["cache_served_fraction"]
+                 for s, o in zip(runs["spill"], runs["owner_only"], strict=True)]
+    reduction = float(np.median(p99_red))
+    difference = float(np.median(frac_diff))
+    return {
+        "bench": "spillover",
+        "store": str(store_url),
+        "ids": len(all_ids),
+        "hot_worker": hot_name,
+        "hot_ids": len(hot_ids),
+        "requests": requests,
+        "rate_per_s": rate,
+        "decode_ms": decode_ms,
+        "hot_request_share": float(np.mean([owner_names[i] == hot_name for i in ids])),
+        "distinct_ids_requested": len(set(ids)),
+        "spill": med["spill"],
+        "owner_only": med["owner_only"],
+        "p99_reduction": reduction,
+        "p99_reduction_per_repeat": p99_red,
+        "p50_reduction": 1 - med["spill"]["p50_ms"] / med["owner_only"]["p50_ms"],
+        "served_fraction_difference": difference,
+        "served_fraction_difference_per_repeat": frac_diff,
+        "bar": {
+            "p99_reduction_target": P99_REDUCTION_TARGET,
+            "served_fraction_tolerance": SERVED_FRACTION_TOLERANCE,
+            "p99_met": reduction >= P99_REDUCTION_TARGET,
+            "served_fraction_met": abs(difference) <= SERVED_FRACTION_TOLERANCE,
+        },
+        "runs": runs,
+        "settings": {"requests": requests, "rate": rate, "load": load, "hot_share": hot_share, "zipf_s": zipf_s,
+                     "repeats": repeats, "format": format, "size": size, "n_workers": n_workers,
+                     "threads_per_worker": threads_per_worker, "torch_threads": torch_threads,
+                     "cache_bytes": cache_bytes, "seed": seed},
+        "machine": machine_info(),
+    }

@@ -1,0 +1,105 @@
+"""``latentzarr bench``: serving benchmarks on a local Dask cluster (image-hit overhead, spillover)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from latentzarr.cli._common import one_line_errors
+
+__all__ = ["bench"]
+
+_store = click.argument("store", type=click.Path(exists=True, file_okay=False))
+_json = click.option("--json", "json_out", type=click.Path(dir_okay=False, writable=True, path_type=Path),
+                     required=True, help="Output JSON.")
+_workers = click.option("--workers", "n_workers", type=click.IntRange(2, 64), default=2, show_default=True,
+                        help="Worker processes (1 thread, 1 torch thread each).")
+_repeats = click.option("--repeats", type=click.IntRange(1, 50), default=3, show_default=True,
+                        help="Repeats; figures are medians.")
+_format = click.option("--format", "fmt", type=click.Choice(["png", "webp", "jpeg"]), default="png",
+                       show_default=True, help="Rendition format.")
+_size = click.option("--size", type=click.IntRange(1, 8192), default=None, help="Longest side (px) [stored size].")
+_seed = click.option("--seed", type=int, default=0, show_default=True)
+
+
+def _write(doc: dict, path: Path) -> None:
+    path.write_text(json.dumps(doc, indent=1) + "\n")
+
+
+@click.group("bench")
+def bench() -> None:
+    """Measure the serving path on a local cluster; every figure comes with its in-run baseline."""
+
+
+@bench.command("serving")
+@_store
+@_json
+@click.option("--ids", "n_ids", type=click.IntRange(1), default=16, show_default=True, help="Ids warmed and read.")
+@click.option("--reads", type=click.IntRange(1), default=1000, show_default=True, help="Reads per way per repeat.")
+@click.option("--in-flight", type=click.IntRange(1), default=32, show_default=True,
+              help="Concurrent reads of the asynchronous client.")
+@_repeats
+@_format
+@_size
+@_workers
+@click.option("--cache-mib", type=click.IntRange(1), default=64, show_default=True, help="Cache per worker (MiB).")
+@_seed
+@one_line_errors
+def serving(store: str, json_out: Path, n_ids: int, reads: int, in_flight: int, repeats: int, fmt: str,
+            size: int | None, n_workers: int, cache_mib: int, seed: int) -> None:
+    """Image-tier hit p50/p99 (ms) and reads/s through the cluster vs the cache called in-process."""
+    from latentzarr.bench import bench_serving
+
+    doc = bench_serving(store, n_ids=n_ids, reads=reads, in_flight=in_flight, repeats=repeats, format=fmt,
+                        size=size, n_workers=n_workers, cache_bytes=cache_mib * 2**20, seed=seed)
+    _write(doc, json_out)
+    d, c, a = doc["direct"], doc["cluster"], doc["cluster_async"]
+    click.echo(f"direct      p50 {d['p50_ms']:.4f} ms  p99 {d['p99_ms']:.4f} ms  {d['reads_per_s']:,.0f} reads/s")
+    click.echo(f"cluster     p50 {c['p50_ms']:.3f} ms  p99 {c['p99_ms']:.3f} ms  {c['reads_per_s']:,.0f} reads/s")
+    click.echo(f"async x{a['in_flight']:<3} p50 {a['p50_ms']:.3f} ms  p99 {a['p99_ms']:.3f} ms  "
+               f"{a['reads_per_s']:,.0f} reads/s")
+    bar = doc["bar"]
+    click.echo(f"image-hit p50 {bar['p50_ms']:.3f} ms (target < {bar['p50_target_ms']} ms): "
+               f"{'met' if bar['met'] else 'MISSED'}")
+
+
+@bench.command("spillover")
+@_store
+@_json
+@click.option("--requests", type=click.IntRange(1), default=800, show_default=True, help="Reads per run.")
+@click.option("--rate", type=click.FloatRange(0, min_open=True), default=None,
+              help="Arrival rate (reads/s) [--load x one worker's decode rate].")
+@click.option("--load", type=click.FloatRange(0, min_open=True), default=0.7, show_default=True,
+              help="Arrival rate as a multiple of one worker's measured decode rate (when --rate is not given).")
+@click.option("--hot-share", type=click.FloatRange(0, 1), default=0.8, show_default=True,
+              help="Share of the reads that go to ids of one worker.")
+@click.option("--zipf", "zipf_s", type=click.FloatRange(0), default=0.8, show_default=True,
+              help="Zipf exponent of popularity.")
+@_repeats
+@_format
+@_size
+@_workers
+@click.option("--cache-kib", type=click.IntRange(1), default=2048, show_default=True, help="Cache per worker (KiB).")
+@_seed
+@one_line_errors
+def spillover(store: str, json_out: Path, requests: int, rate: float | None, load: float, hot_share: float,
+              zipf_s: float, repeats: int, fmt: str, size: int | None, n_workers: int, cache_kib: int,
+              seed: int) -> None:
+    """P99 of one skewed read load with spillover vs owner-only, and the cache-served fractions."""
+    from latentzarr.bench import bench_spillover
+
+    doc = bench_spillover(store, requests=requests, rate=rate, load=load, hot_share=hot_share, zipf_s=zipf_s,
+                          repeats=repeats, format=fmt, size=size, n_workers=n_workers,
+                          cache_bytes=cache_kib * 2**10, seed=seed)
+    _write(doc, json_out)
+    for mode in ("spill", "owner_only"):
+        m = doc[mode]
+        click.echo(f"{mode:<10} p50 {m['p50_ms']:.1f} ms  p95 {m['p95_ms']:.1f} ms  p99 {m['p99_ms']:.1f} ms  "
+                   f"cache-served {100 * m['cache_served_fraction']:.1f}%")
+    bar = doc["bar"]
+    click.echo(f"p99 {100 * doc['p99_reduction']:.1f}% lower with spillover (target >= "
+               f"{100 * bar['p99_reduction_target']:.0f}%): {'met' if bar['p99_met'] else 'MISSED'}; "
+               f"cache-served difference {100 * doc['served_fraction_difference']:+.1f} points (target within "
+               f"{100 * bar['served_fraction_tolerance']:.0f}): {'met' if bar['served_fraction_met'] else 'MISSED'}")

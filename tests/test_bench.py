@@ -1,0 +1,110 @@
+"""Serving and spillover benchmarks on tiny settings: real store, real LocalCluster, real taef2 decodes.
+
+Only the shape and the consistency of the reports are checked (no timing assertions).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from latentzarr.bench import build_sample_store, skewed_load, summarize
+from latentzarr.cli import cli
+
+TIMING_KEYS = {"n", "mean_ms", "p50_ms", "p95_ms", "p99_ms", "max_ms", "reads_per_s"}
+
+
+@pytest.fixture(scope="module")
+def tiny_store(tmp_path_factory, models_dir):
+    return build_sample_store(tmp_path_factory.mktemp("bench") / "tiny.zarr", n_images=12, size=32)
+
+
+def check_timings(m: dict, n: int) -> None:
+    assert TIMING_KEYS <= set(m)
+    assert m["n"] == n
+    assert 0 < m["p50_ms"] <= m["p95_ms"] <= m["p99_ms"] <= m["max_ms"]
+    assert m["reads_per_s"] > 0 and math.isfinite(m["reads_per_s"])
+
+
+def test_sample_store_holds_distinct_real_pictures(tiny_store):
+    from latentzarr.store import LatentStore
+
+    store = LatentStore.open(tiny_store)
+    ids = store.ids()
+    assert len(ids) == 12 and len(set(ids)) == 12
+    latents = store.get(ids)
+    assert latents.shape == (12, 32, 4, 4)
+    assert len({latents[i].tobytes() for i in range(12)}) == 12  # distinct crops, not copies
+
+
+def test_summarize_percentiles_and_rate():
+    s = summarize(list(range(1, 101)), wall_s=2.0)
+    assert s["n"] == 100 and s["p50_ms"] == pytest.approx(50.5) and s["max_ms"] == 100
+    assert s["reads_per_s"] == 50
+    with pytest.raises(ValueError, match="at least one"):
+        summarize([])
+
+
+def test_skewed_load_is_seeded_and_skewed():
+    hot, other = [f"h{i}" for i in range(20)], [f"o{i}" for i in range(20)]
+    ids, t = skewed_load(hot, other, requests=2000, rate=50.0, hot_share=0.8, zipf_s=0.8, seed=3)
+    again, t2 = skewed_load(hot, other, requests=2000, rate=50.0, hot_share=0.8, zipf_s=0.8, seed=3)
+    assert ids == again and np.array_equal(t, t2)
+    assert len(ids) == 2000 and t[0] == 0 and np.all(np.diff(t) >= 0)
+    assert 0.75 < np.mean([i.startswith("h") for i in ids]) < 0.85
+    assert 2000 / t[-1] == pytest.approx(50, rel=0.15)
+    counts = np.unique(ids, return_counts=True)[1]
+    assert counts.max() > 3 * np.median(counts)  # Zipf: a few ids get most reads
+    with pytest.raises(ValueError, match="empty group"):
+        skewed_load(hot, [], requests=10, rate=1.0, hot_share=0.5, zipf_s=1.0)
+
+
+def test_bench_serving_cli_json(tiny_store, tmp_path):
+    out = tmp_path / "serving.json"
+    result = CliRunner().invoke(cli, ["bench", "serving", tiny_store, "--json", str(out), "--ids", "4",
+                                      "--reads", "30", "--in-flight", "4", "--repeats", "1"])
+    assert result.exit_code == 0, result.output
+    doc = json.loads(out.read_text())
+    for name in ("direct", "cluster", "rpc_floor", "cluster_async_1", "cluster_async"):
+        check_timings(doc[name], 30)
+    assert doc["cluster_async"]["in_flight"] == 4
+    assert doc["ids"] == 4 and doc["payload_bytes_mean"] > 0 and doc["warm_rounds"] >= 1
+    checked = doc["image_hits_checked"]
+    assert checked["all_hits"] and checked["image_hits"] == checked["timed_reads"] == 4 * 30
+    assert checked["decodes"] == 0
+    assert doc["bar"]["met"] == (doc["cluster"]["p50_ms"] < doc["bar"]["p50_target_ms"])
+    assert doc["ratio"]["p50_cluster_over_direct"] == pytest.approx(
+        doc["cluster"]["p50_ms"] / doc["direct"]["p50_ms"])
+    assert doc["machine"]["cpus"] >= 1 and len(doc["runs"]["cluster"]) == 1
+    assert "image-hit p50" in result.output
+
+
+def test_bench_spillover_cli_json(tiny_store, tmp_path):
+    out = tmp_path / "spill.json"
+    result = CliRunner().invoke(cli, ["bench", "spillover", tiny_store, "--json", str(out), "--requests", "40",
+                                      "--rate", "40", "--repeats", "1"])
+    assert result.exit_code == 0, result.output
+    doc = json.loads(out.read_text())
+    assert doc["requests"] == 40 and doc["ids"] == 12
+    for mode in ("spill", "owner_only"):
+        m = doc[mode]
+        check_timings(m, 40)
+        assert m["requests_counted"] == 40  # every read asked its owner's image tier once
+        assert 0 <= m["cache_served_fraction"] <= 1
+        assert m["cache_served_fraction"] == pytest.approx(m["image_hit_fraction"] + m["latent_hit_fraction"])
+        workers = doc["runs"][mode][0]["workers"]
+        assert sum(w["requests"] for w in workers.values()) == 40
+        assert sum(w["writebacks"] for w in workers.values()) == m["spilled"]
+        assert m["decodes"] >= 1
+    assert doc["owner_only"]["spilled"] == 0  # strict restrictions are never stolen
+    hot = doc["runs"]["owner_only"][0]["workers"][doc["hot_worker"]]
+    assert hot["requests"] >= 20  # hot_share 0.8 of 40 reads, give or take the draw
+    assert doc["p99_reduction"] == pytest.approx(1 - doc["runs"]["spill"][0]["p99_ms"]
+                                                 / doc["runs"]["owner_only"][0]["p99_ms"])
+    assert set(doc["bar"]) == {"p99_reduction_target", "served_fraction_tolerance", "p99_met",
+                               "served_fraction_met"}
+    assert "cache-served" in result.output
