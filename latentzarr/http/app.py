@@ -1,0 +1,465 @@
+"""The preview endpoint: a Starlette ASGI app holding one asynchronous Dask client and a read-only store.
+
+Routes (see :func:`latentzarr.http.openapi.openapi_document` for the full contract):
+
+==============================  ===========================================================================
+``GET /``                       the gallery page (plain HTML/CSS/JS under ``/static``)
+``GET /v1/images``              paged listing (``offset``, ``limit``)
+``GET /v1/images/{id}``         one picture: ``format`` png/webp/jpeg, ``size`` 16..4096 (longest side),
+                                ``quality`` 1..100; ``ETag`` + ``Cache-Control``; ``304`` on ``If-None-Match``
+``GET /v1/images/{id}/latent``  the stored latent as ``.npy`` (bfloat16 widened to float32, losslessly)
+``GET /v1/images/{id}/meta``    metadata: model, latent shape/dtype, digests, stored bytes
+``GET /healthz``                liveness of the cluster and the store
+``GET /metrics``                Prometheus text format
+``GET /openapi.json``           the OpenAPI document
+==============================  ===========================================================================
+
+Errors are JSON ``{"error", "detail", ...}``, never a stack trace: unknown id 404; bad parameter 422 naming it
+(``"parameter"``); cluster or store unavailable 503 with ``Retry-After``. The app is a plain Starlette app with
+a middleware list, so rate limits and bearer tokens can be added as middleware.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import io
+import logging
+import time
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import FileResponse, JSONResponse, Response
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+
+from latentzarr.errors import InvalidIdError, InvalidRenditionError, LatentZarrError, UnknownIdError
+from latentzarr.http.metrics import CONTENT_TYPE, ROUTE_KEY, HttpMetrics, MetricsMiddleware
+from latentzarr.http.openapi import openapi_document
+from latentzarr.http.params import (
+    IMAGES_PREFIX,
+    ParameterError,
+    etag_matches,
+    image_etag,
+    parse_id_path,
+    parse_page,
+    parse_rendition,
+)
+
+__all__ = ["AppConfig", "create_app"]
+
+log = logging.getLogger(__name__)
+
+STATIC_DIR = Path(__file__).parent / "static"
+IMAGE_CACHE_CONTROL = "public, max-age=86400"
+"""A rendition of a stored latent never changes (ids are immutable); the ETag covers a changed decoder setup."""
+RETRY_AFTER_S = 5
+READ_TIMEOUT_S = 120.0
+"""Longest wait (s) for one cluster read before answering 503."""
+REFRESH_S = 5.0
+"""Seconds between background refreshes of the store's id index."""
+MISS_REFRESH_S = 0.5
+"""At most one on-demand index refresh per this many seconds, for ids not (yet) known to the app."""
+
+
+class AppConfig:
+    """Settings of :func:`create_app` (cluster, store, refresh interval), kept on ``app.state.config``."""
+
+    def __init__(self, store_url: str, *, address: str | None = None, n_workers: int | None = None,
+                 threads_per_worker: int = 2, cache_bytes: int | None = None, storage_options: dict | None = None,
+                 refresh_s: float = REFRESH_S, read_timeout_s: float = READ_TIMEOUT_S,
+                 cluster_options: dict[str, Any] | None = None) -> None:
+        self.store_url = str(store_url)
+        self.address = address
+        self.n_workers = n_workers
+        self.threads_per_worker = threads_per_worker
+        self.cache_bytes = cache_bytes
+        self.storage_options = dict(storage_options or {})
+        self.refresh_s = float(refresh_s)
+        self.read_timeout_s = float(read_timeout_s)
+        self.cluster_options = dict(cluster_options or {})
+
+
+def _problem(status: int, error: str, detail: str, headers: dict[str, str] | None = None, **extra: Any) -> Response:
+    return JSONResponse({"error": error, "detail": detail, **extra}, status_code=status, headers=headers)
+
+
+def _unavailable(detail: str) -> Response:
+    return _problem(503, "unavailable", detail, headers={"Retry-After": str(RETRY_AFTER_S)})
+
+
+class _Service:
+    """Per-app state: the LatentClient, the store, in-flight reads, ETag and stored-size caches."""
+
+    def __init__(self, config: AppConfig, metrics: HttpMetrics) -> None:
+        self.config = config
+        self.metrics = metrics
+        self.lc: Any = None
+        self.store: Any = None
+        self.inflight: dict[tuple[str, str], asyncio.Task] = {}
+        self.digests: dict[str, str] = {}  # id -> latent sha256 (immutable, so never invalidated)
+        self.stored_sizes: dict[str, int] = {}
+        self._last_miss_refresh = -np.inf
+        self._refresh_lock = asyncio.Lock()
+        self._ids: list[str] = []
+        self.store_error: str | None = None
+
+    # ------------------------------------------------------------------------------------ store side
+    async def refresh(self) -> None:
+        async with self._refresh_lock:
+            try:
+                await asyncio.to_thread(self.store.refresh)
+                if len(self.store) != len(self._ids):
+                    self._ids = self.store.ids()
+                self.store_error = None
+            except Exception as exc:
+                self.store_error = f"{type(exc).__name__}: {exc}"
+                raise
+
+    def ids(self) -> list[str]:
+        if len(self._ids) != len(self.store):
+            self._ids = self.store.ids()
+        return self._ids
+
+    async def digest(self, image_id: str) -> str:
+        """The latent digest of ``image_id``; raises UnknownIdError after at most one (throttled) refresh."""
+        sha = self.digests.get(image_id)
+        if sha is not None:
+            return sha
+        if image_id not in self.store and time.monotonic() - self._last_miss_refresh > MISS_REFRESH_S:
+            self._last_miss_refresh = time.monotonic()
+            await self.refresh()
+        if image_id not in self.store:
+            raise UnknownIdError(image_id)
+        rec = self.store.record(image_id)
+        sha = rec.get("latent_sha256") or ""
+        self.digests[image_id] = sha
+        return sha
+
+    def record_json(self, image_id: str) -> dict[str, Any]:
+        rec = self.store.record(image_id)
+        created = rec.get("created")
+        return {
+            "id": image_id, "model": rec["model"], "shape": list(rec["shape"]), "dtype": rec["dtype"],
+            "array": rec["array"], "created": created.isoformat() if created is not None else None,
+            "latent_sha256": rec.get("latent_sha256"), "pixel_sha256": rec.get("pixel_sha256"),
+            "source_bytes": rec.get("source_bytes"),
+        }
+
+    def stored_bytes(self, image_id: str) -> int:
+        """Bytes of ``image_id``'s latent encoded with the store's codec (its chunk, as stored)."""
+        if image_id not in self.stored_sizes:
+            from latentzarr_codecs import LatentPCodec
+
+            latent = self.store.get_one(image_id)
+            self.stored_sizes[image_id] = len(LatentPCodec(dtype=self.store.record(image_id)["dtype"]).encode(latent))
+        return self.stored_sizes[image_id]
+
+    # ------------------------------------------------------------------------------------ cluster side
+    def require_cluster(self) -> None:
+        """Fail fast (ReadFailedError, so 503) while the Dask client is not connected, instead of waiting."""
+        status = getattr(self.lc.client, "status", "running")
+        if status != "running":
+            from latentzarr.cluster import ReadFailedError
+
+            raise ReadFailedError(f"Expected a connected Dask client. Got status {status!r}; retry later.")
+
+    async def read(self, image_id: str, rendition: Any) -> bytes:
+        """One cluster read per (id, rendition) at a time; concurrent requests share it."""
+        self.require_cluster()
+        key = (image_id, rendition.token)
+        task = self.inflight.get(key)
+        if task is None:
+            self.metrics.cluster_reads.labels("image").inc()
+            task = asyncio.ensure_future(
+                self.lc.read(image_id, rendition.format, rendition.size, rendition.quality))
+            self.inflight[key] = task
+            task.add_done_callback(lambda _t: self.inflight.pop(key, None))
+        else:
+            self.metrics.coalesced.inc()
+        # shield: a client that goes away must not cancel a read other requests are waiting for
+        try:
+            return await asyncio.wait_for(asyncio.shield(task), self.config.read_timeout_s)
+        except asyncio.CancelledError:
+            current = asyncio.current_task()
+            if current is not None and current.cancelling():
+                raise  # this request was cancelled (client gone, shutdown)
+            from latentzarr.cluster import ReadFailedError
+
+            raise ReadFailedError(f"Expected a read of {image_id!r} to finish. Got it cancelled; retry.") from None
+
+    async def read_latent(self, image_id: str) -> np.ndarray:
+        self.require_cluster()
+        self.metrics.cluster_reads.labels("latent").inc()
+        return await asyncio.wait_for(self.lc.read_latent(image_id), self.config.read_timeout_s)
+
+
+def _service(request: Request) -> _Service:
+    return request.app.state.service
+
+
+def _route(request: Request, name: str) -> None:
+    request.scope[ROUTE_KEY] = name
+
+
+# ---------------------------------------------------------------------------------------------- handlers
+async def gallery(request: Request) -> Response:
+    _route(request, "/")
+    return FileResponse(STATIC_DIR / "index.html", media_type="text/html; charset=utf-8",
+                        headers={"Cache-Control": "no-cache"})
+
+
+async def list_images(request: Request) -> Response:
+    _route(request, "/v1/images")
+    svc = _service(request)
+    offset, limit = parse_page(request.query_params)
+    ids = svc.ids()
+    page = ids[offset:offset + limit]
+    items = [{**svc.record_json(i), "href": f"{IMAGES_PREFIX}{_quote(i)}"} for i in page]
+    nxt = offset + limit if offset + limit < len(ids) else None
+    return JSONResponse({"total": len(ids), "offset": offset, "limit": limit, "next_offset": nxt, "items": items},
+                        headers={"Cache-Control": "no-cache"})
+
+
+def _quote(image_id: str) -> str:
+    from urllib.parse import quote
+
+    return quote(image_id, safe="")
+
+
+async def image_routes(request: Request) -> Response:
+    raw = request.scope.get("raw_path") or request.scope["path"].encode()
+    parsed = parse_id_path(raw.split(b"?", 1)[0])
+    if parsed is None:
+        _route(request, "other")
+        return _problem(404, "not_found", "Expected /v1/images/{id}, /v1/images/{id}/latent or "
+                        "/v1/images/{id}/meta (an id holding '/' is sent as %2F). Got another path instead.")
+    image_id, action = parsed
+    if action == "latent":
+        return await _latent(request, image_id)
+    if action == "meta":
+        return await _meta(request, image_id)
+    return await _image(request, image_id)
+
+
+async def _image(request: Request, image_id: str) -> Response:
+    _route(request, "/v1/images/{id}")
+    svc = _service(request)
+    rendition = parse_rendition(request.query_params)
+    etag = image_etag(await svc.digest(image_id), rendition.token)
+    headers = {"ETag": etag, "Cache-Control": IMAGE_CACHE_CONTROL, "Vary": "Accept-Encoding"}
+    if etag_matches(request.headers.get("if-none-match"), etag):
+        svc.metrics.not_modified.inc()
+        return Response(status_code=304, headers=headers)
+    data = await svc.read(image_id, rendition)
+    return Response(data, media_type=rendition.media_type, headers=headers)
+
+
+async def _latent(request: Request, image_id: str) -> Response:
+    _route(request, "/v1/images/{id}/latent")
+    svc = _service(request)
+    sha = await svc.digest(image_id)
+    etag = f'"{sha[:40]}.npy"'
+    headers = {"ETag": etag, "Cache-Control": IMAGE_CACHE_CONTROL,
+               "Content-Disposition": f"attachment; filename=\"latent-{sha[:12]}.npy\""}
+    if etag_matches(request.headers.get("if-none-match"), etag):
+        svc.metrics.not_modified.inc()
+        return Response(status_code=304, headers=headers)
+    latent = await svc.read_latent(image_id)
+    headers["X-Latent-Dtype"] = str(latent.dtype)
+    if latent.dtype.name == "bfloat16":  # .npy readers without ml_dtypes cannot load bfloat16; widening is exact
+        latent = latent.astype(np.float32)
+    buf = io.BytesIO()
+    np.save(buf, np.ascontiguousarray(latent), allow_pickle=False)
+    return Response(buf.getvalue(), media_type="application/octet-stream", headers=headers)
+
+
+async def _meta(request: Request, image_id: str) -> Response:
+    _route(request, "/v1/images/{id}/meta")
+    svc = _service(request)
+    await svc.digest(image_id)
+    body = svc.record_json(image_id)
+    body["stored_bytes"] = await asyncio.to_thread(svc.stored_bytes, image_id)
+    body["href"] = f"{IMAGES_PREFIX}{_quote(image_id)}"
+    return JSONResponse(body, headers={"Cache-Control": "no-cache"})
+
+
+async def healthz(request: Request) -> Response:
+    _route(request, "/healthz")
+    svc = _service(request)
+    try:
+        svc.require_cluster()
+        info = await asyncio.wait_for(svc.lc.client.scheduler.identity(), 5.0)
+    except Exception as exc:
+        svc.metrics.unavailable.labels("cluster").inc()
+        return _unavailable(f"Expected a reachable Dask scheduler. Got {type(exc).__name__} instead.")
+    if svc.store_error:
+        svc.metrics.unavailable.labels("store").inc()
+        return _unavailable(f"Expected a readable store. Got {svc.store_error} at the last refresh.")
+    workers = len(info.get("workers", {}))
+    if not workers:
+        return _unavailable("Expected at least one Dask worker. Got none.")
+    return JSONResponse({"status": "ok", "workers": workers, "images": len(svc.store)},
+                        headers={"Cache-Control": "no-cache"})
+
+
+async def metrics_route(request: Request) -> Response:
+    _route(request, "/metrics")
+    svc = _service(request)
+
+    async def worker_stats() -> Any:
+        svc.require_cluster()
+        return await asyncio.wait_for(svc.lc.stats(), 5.0)
+
+    return Response(await svc.metrics.render(worker_stats), media_type=CONTENT_TYPE)
+
+
+async def openapi(request: Request) -> Response:
+    _route(request, "/openapi.json")
+    return JSONResponse(openapi_document())
+
+
+# ---------------------------------------------------------------------------------------------- errors
+async def _on_parameter(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, ParameterError)
+    return _problem(422, "invalid_parameter", exc.detail, parameter=exc.parameter)
+
+
+async def _on_invalid(request: Request, exc: Exception) -> Response:
+    parameter = "id" if isinstance(exc, InvalidIdError) else "format"
+    return _problem(422, "invalid_parameter", str(exc), parameter=parameter)
+
+
+async def _on_unknown(request: Request, exc: Exception) -> Response:
+    image_id = getattr(exc, "image_id", None)
+    return _problem(404, "not_found", f"Unknown image id {image_id!r}: it is not in the store.", id=image_id)
+
+
+async def _on_unavailable(request: Request, exc: Exception) -> Response:
+    cause = "timeout" if isinstance(exc, TimeoutError) else "cluster"
+    _service(request).metrics.unavailable.labels(cause).inc()
+    log.warning("503 for %s: %s: %s", request.url.path, type(exc).__name__, exc)
+    return _unavailable("Expected the cluster and the store to answer. Got "
+                        f"{type(exc).__name__} instead; retry later.")
+
+
+async def _on_library(request: Request, exc: Exception) -> Response:
+    if isinstance(exc, UnknownIdError):
+        return await _on_unknown(request, exc)
+    if isinstance(exc, InvalidIdError | InvalidRenditionError):
+        return await _on_invalid(request, exc)
+    if isinstance(exc, OSError):  # CorruptDataError and other storage failures
+        return await _on_unavailable(request, exc)
+    log.exception("latentzarr error serving %s", request.url.path, exc_info=exc)
+    return _problem(500, "internal", f"{type(exc).__name__} while serving this request.")
+
+
+async def _on_other(request: Request, exc: Exception) -> Response:
+    from distributed.client import FutureCancelledError
+
+    if isinstance(exc, OSError | TimeoutError | FutureCancelledError | asyncio.CancelledError):
+        return await _on_unavailable(request, exc)
+    if isinstance(exc, RuntimeError) and "closed" in str(exc).lower():  # a closed Dask client / comm
+        return await _on_unavailable(request, exc)
+    log.exception("error serving %s", request.url.path, exc_info=exc)
+    return _problem(500, "internal", "Unexpected server error; it was logged.")
+
+
+def _exception_handlers() -> dict[Any, Callable]:
+    from latentzarr.cluster import ReadFailedError
+
+    return {
+        ParameterError: _on_parameter,
+        ReadFailedError: _on_unavailable,
+        LatentZarrError: _on_library,
+        OSError: _on_unavailable,
+        TimeoutError: _on_unavailable,
+        Exception: _on_other,
+    }
+
+
+# ---------------------------------------------------------------------------------------------- app
+def create_app(store_url: str | None = None, *, config: AppConfig | None = None, latent_client: Any = None,
+               on_ready: Callable[[], None] | None = None, middleware: list[Middleware] | None = None,
+               **options: Any) -> Starlette:
+    """The endpoint as a Starlette app; the cluster and the store are opened in its lifespan.
+
+    Parameters
+    ----------
+    store_url
+        The latent store (local path or fsspec URL), opened read-only here and by every worker.
+    config
+        An :class:`AppConfig`; or give its keyword arguments (``address``, ``n_workers``, ``cache_bytes``...)
+        as ``options``.
+    latent_client
+        An already connected *asynchronous* :class:`~latentzarr.cluster.LatentClient` on the serving event loop
+        (the app then neither starts nor closes a cluster).
+    on_ready
+        Called once the cluster and the store are up (e.g. to print the URL).
+    middleware
+        Extra Starlette middleware (authentication, rate limits), run inside the metrics middleware.
+    """
+    if config is None:
+        if store_url is None:
+            raise ValueError("Expected store_url or config. Got neither.")
+        config = AppConfig(store_url, **options)
+    metrics = HttpMetrics()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        from latentzarr.cluster.aio import close_async, start_cluster_async
+        from latentzarr.store import LatentStore
+
+        svc = _Service(config, metrics)
+        svc.store = await asyncio.to_thread(LatentStore.open, config.store_url, "r",
+                                            storage_options=config.storage_options)
+        svc._ids = svc.store.ids()
+        own = latent_client is None
+        if own:
+            cluster_kw: dict[str, Any] = dict(config.cluster_options)
+            if config.cache_bytes is not None:
+                cluster_kw["cache_bytes"] = config.cache_bytes
+            svc.lc = await start_cluster_async(config.store_url, address=config.address, n_workers=config.n_workers,
+                                               threads_per_worker=config.threads_per_worker,
+                                               storage_options=config.storage_options, **cluster_kw)
+        else:
+            svc.lc = latent_client
+        app.state.service = svc
+
+        async def refresher() -> None:
+            while True:
+                await asyncio.sleep(config.refresh_s)
+                with contextlib.suppress(Exception):
+                    await svc.refresh()
+
+        refresh_task = asyncio.ensure_future(refresher())
+        if on_ready is not None:
+            on_ready()
+        try:
+            yield
+        finally:
+            refresh_task.cancel()
+            with contextlib.suppress(BaseException):
+                await refresh_task
+            if own:
+                await close_async(svc.lc)
+
+    routes = [
+        Route("/", gallery),
+        Route("/healthz", healthz),
+        Route("/metrics", metrics_route),
+        Route("/openapi.json", openapi),
+        Route("/v1/images", list_images),
+        Route("/v1/images/{rest:path}", image_routes),
+        Mount("/static", StaticFiles(directory=STATIC_DIR), name="static"),
+    ]
+    app = Starlette(routes=routes, lifespan=lifespan, exception_handlers=_exception_handlers(),
+                    middleware=[Middleware(MetricsMiddleware, metrics=metrics), *(middleware or [])])
+    app.state.config = config
+    app.state.metrics = metrics
+    return app

@@ -1,0 +1,45 @@
+"""Run the preview endpoint under uvicorn until interrupted (used by ``latentzarr serve`` and the demo)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+__all__ = ["serve"]
+
+
+def serve(store_url: str, *, host: str = "127.0.0.1", port: int = 8000, address: str | None = None,
+          n_workers: int | None = None, threads_per_worker: int = 2, cache_bytes: int | None = None,
+          echo: Callable[[str], None] = print, log_level: str = "warning", **options: Any) -> None:
+    """Serve ``store_url`` at ``http://host:port/`` until Ctrl-C (SIGINT) or SIGTERM; then close the cluster.
+
+    ``port=0`` takes a free port. The URL is echoed once the cluster and the store are up. Raises
+    ``RuntimeError`` when the server could not start (port taken, cluster unreachable, not a store).
+    """
+    import uvicorn
+
+    from latentzarr.http.app import create_app
+
+    bound: list[str] = []
+
+    def ready() -> None:
+        echo(f"serving {store_url} at {bound[0]} (gallery at /, API under /v1/images; Ctrl-C to stop)")
+
+    app = create_app(store_url, address=address, n_workers=n_workers, threads_per_worker=threads_per_worker,
+                     cache_bytes=cache_bytes, on_ready=ready, **options)
+    config = uvicorn.Config(app, host=host, port=port, log_level=log_level, lifespan="on", access_log=False)
+    sock = config.bind_socket()
+    shown = f"[{host}]" if ":" in host else host
+    bound.append(f"http://{shown}:{sock.getsockname()[1]}/")
+    server = uvicorn.Server(config)
+    try:
+        server.run(sockets=[sock])
+    except KeyboardInterrupt:  # uvicorn re-raises the captured Ctrl-C after its graceful shutdown
+        pass
+    finally:
+        sock.close()
+    if server.started:
+        echo("stopped")
+    if not server.started:
+        raise RuntimeError(f"Expected the endpoint to start. Got a failed startup instead (see the log above); "
+                           f"check that {store_url} is a latent store and the cluster address is reachable.")
