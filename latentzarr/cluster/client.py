@@ -179,12 +179,7 @@ class LatentClient:
 
     async def _stats(self) -> dict[str, Any]:
         per = await self.client.run(_worker_stats)
-        total: dict[str, Any] = {}
-        for st in per.values():
-            for k, v in st.items():
-                if isinstance(v, int | float) and not isinstance(v, bool) and k not in ("alpha", "capacity"):
-                    total[k] = total.get(k, 0) + v
-        return {"workers": per, "total": total}
+        return {"workers": per, "total": _cluster_totals(list(per.values()))}
 
     def close(self) -> None:
         """Close the client, and the cluster if this client started it."""
@@ -200,6 +195,25 @@ class LatentClient:
 
     def __repr__(self) -> str:
         return f"LatentClient({self.client!r}, spill={self.spill})"
+
+
+_MEANS = ("alpha", "decode_ms", "fetch_ms")
+"""Per-worker figures that are averaged, not summed, in cluster totals."""
+_SETTINGS = ("window", "promote_after", "step", "tail")
+"""Per-worker settings: not aggregated."""
+
+
+def _cluster_totals(per: list[dict[str, Any]]) -> dict[str, Any]:
+    """Sum counters and bytes over workers; average alpha and the latency EWMAs (ms)."""
+    total: dict[str, Any] = {"workers": len(per)}
+    for st in per:
+        for k, v in st.items():
+            if isinstance(v, int | float) and not isinstance(v, bool) and k not in _SETTINGS:
+                total[k] = total.get(k, 0) + v
+    for k in _MEANS:
+        if k in total and per:
+            total[k] /= len(per)
+    return total
 
 
 def _digest(text: str) -> str:
