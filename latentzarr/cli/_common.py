@@ -39,3 +39,9 @@ def human_bytes(n: float) -> str:
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
         n /= 1024
     raise AssertionError("unreachable")
+
+
+def trace_format_option(help: str = "Trace format (auto: from the file name and first line).") -> Callable:
+    """The ``--format`` option of commands that read a request trace."""
+    return click.option("--format", "fmt", type=click.Choice(["auto", "parquet", "csv", "tencent", "cdn"]),
+                        default="auto", show_default=True, help=help)

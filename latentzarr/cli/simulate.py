@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from latentzarr.cli._common import one_line_errors
+from latentzarr.cli._common import one_line_errors, trace_format_option
 
 __all__ = ["simulate"]
 
@@ -26,14 +26,7 @@ def _floats(text: str, what: str) -> list[float]:
 
 @click.command("simulate")
 @click.argument("path", type=click.Path(exists=True, dir_okay=False))
-@click.option(
-    "--format",
-    "fmt",
-    type=click.Choice(["auto", "parquet", "csv", "tencent", "cdn"]),
-    default="auto",
-    show_default=True,
-    help="Trace format (see `latentzarr trace --help`).",
-)
+@trace_format_option("Trace format (see `latentzarr trace --help`).")
 @click.option(
     "--sizes",
     default="0.001,0.005,0.01,0.02,0.05,0.1",

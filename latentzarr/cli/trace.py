@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from latentzarr.cli._common import one_line_errors
+from latentzarr.cli._common import one_line_errors, trace_format_option
 
 __all__ = ["trace"]
 
@@ -79,14 +79,7 @@ def synth_cmd(n_requests: int, out: str, seed: int, days: float | None, models: 
     default=None,
     help="Write PNG plots of the four observations to this folder.",
 )
-@click.option(
-    "--format",
-    "fmt",
-    type=click.Choice(["auto", "parquet", "csv", "tencent", "cdn"]),
-    default="auto",
-    show_default=True,
-    help="Trace format.",
-)
+@trace_format_option("Trace format.")
 @click.option(
     "--backend",
     type=click.Choice(["auto", "pandas", "cudf"]),
