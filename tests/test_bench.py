@@ -24,7 +24,7 @@ def tiny_store(tmp_path_factory, models_dir):
 
 
 def check_timings(m: dict, n: int) -> None:
-    assert TIMING_KEYS <= set(m)
+    assert set(m) >= TIMING_KEYS
     assert m["n"] == n
     assert 0 < m["p50_ms"] <= m["p95_ms"] <= m["p99_ms"] <= m["max_ms"]
     assert m["reads_per_s"] > 0 and math.isfinite(m["reads_per_s"])
@@ -51,16 +51,15 @@ def test_summarize_percentiles_and_rate():
 
 def test_skewed_load_is_seeded_and_skewed():
     hot, other = [f"h{i}" for i in range(20)], [f"o{i}" for i in range(20)]
-    ids, t = skewed_load(hot, other, requests=2000, rate=50.0, hot_share=0.8, zipf_s=0.8, seed=3)
-    again, t2 = skewed_load(hot, other, requests=2000, rate=50.0, hot_share=0.8, zipf_s=0.8, seed=3)
-    assert ids == again and np.array_equal(t, t2)
-    assert len(ids) == 2000 and t[0] == 0 and np.all(np.diff(t) >= 0)
+    ids = skewed_load(hot, other, requests=2000, hot_share=0.8, zipf_s=0.8, seed=3)
+    assert ids == skewed_load(hot, other, requests=2000, hot_share=0.8, zipf_s=0.8, seed=3)
+    assert ids != skewed_load(hot, other, requests=2000, hot_share=0.8, zipf_s=0.8, seed=4)
+    assert len(ids) == 2000 and set(ids) <= set(hot) | set(other)
     assert 0.75 < np.mean([i.startswith("h") for i in ids]) < 0.85
-    assert 2000 / t[-1] == pytest.approx(50, rel=0.15)
     counts = np.unique(ids, return_counts=True)[1]
     assert counts.max() > 3 * np.median(counts)  # Zipf: a few ids get most reads
     with pytest.raises(ValueError, match="empty group"):
-        skewed_load(hot, [], requests=10, rate=1.0, hot_share=0.5, zipf_s=1.0)
+        skewed_load(hot, [], requests=10, hot_share=0.5, zipf_s=1.0)
 
 
 def test_bench_serving_cli_json(tiny_store, tmp_path):
@@ -86,7 +85,7 @@ def test_bench_serving_cli_json(tiny_store, tmp_path):
 def test_bench_spillover_cli_json(tiny_store, tmp_path):
     out = tmp_path / "spill.json"
     result = CliRunner().invoke(cli, ["bench", "spillover", tiny_store, "--json", str(out), "--requests", "40",
-                                      "--rate", "40", "--repeats", "1"])
+                                      "--clients", "4", "--repeats", "1"])
     assert result.exit_code == 0, result.output
     doc = json.loads(out.read_text())
     assert doc["requests"] == 40 and doc["ids"] == 12
@@ -96,6 +95,8 @@ def test_bench_spillover_cli_json(tiny_store, tmp_path):
         assert m["requests_counted"] == 40  # every read asked its owner's image tier once
         assert 0 <= m["cache_served_fraction"] <= 1
         assert m["cache_served_fraction"] == pytest.approx(m["image_hit_fraction"] + m["latent_hit_fraction"])
+        assert 0 <= m["coalesced_fraction"] <= 1 - m["cache_served_fraction"]
+        assert m["no_store_fetch_fraction"] >= m["cache_served_fraction"] - 1e-9
         workers = doc["runs"][mode][0]["workers"]
         assert sum(w["requests"] for w in workers.values()) == 40
         assert sum(w["writebacks"] for w in workers.values()) == m["spilled"]

@@ -1,17 +1,21 @@
 """Spillover: one skewed read load, served with work stealing allowed and with reads pinned to their owner.
 
-The load is open-loop (requests arrive at seeded Poisson times whether or not earlier ones finished, as at a
-front end with many users): ``hot_share`` of the requests go to ids owned by one worker (the *hot* worker), the
-rest to the other workers' ids; within each group ids are drawn Zipf(``zipf_s``). Every read is real: image-tier
-hits over the fast path, otherwise a decode by the real taef2 decoder on a CPU worker. The identical request
-sequence (ids and arrival times) is served by a fresh cluster with cold caches twice per repeat:
+The load comes from ``clients`` concurrent asyncio clients (as behind a front end), each reading its own seeded
+list of ids one after the other with a seeded exponential think time (mean ``think_ms``) between reads.
+``hot_share`` of the reads go to ids owned by one worker (the *hot* worker), the rest to the other workers' ids;
+within each group ids are drawn Zipf(``zipf_s``). Every read is real: an image-tier hit over the fast path, or a
+decode by the real taef2 decoder on a CPU worker. A closed loop keeps the comparison fair on a shared machine
+(an open loop at a fixed rate turns into unbounded queues when other jobs slow the decodes down). The identical
+per-client sequences (ids and think times) are served by a fresh cluster with cold caches twice per repeat:
 
 * ``spill``: ``LatentClient(spill=True)``, reads restricted loosely to their owner (stealing may move them; the
   result is written back to the owner's cache);
 * ``owner_only``: ``LatentClient(spill=False)`` (``allow_other_workers=False``).
 
-Latency of a read is measured from its scheduled arrival to its bytes. The cache-served fraction is
-(image hits + latent hits) / requests, summed over the workers' caches.
+Latency of a read is measured from its call to its bytes. The cache-served fraction is (image hits + latent
+hits) / requests, summed over the workers' caches. A read that joins a decode already in flight for its id
+(coalescing on the task key) counts as neither hit nor miss: ``coalesced_fraction`` reports those, and
+``no_store_fetch_fraction`` (1 - store fetches / requests) counts them as served.
 """
 
 from __future__ import annotations
@@ -39,26 +43,23 @@ def _zipf_probabilities(n: int, s: float) -> np.ndarray:
     return weights / weights.sum()
 
 
-def skewed_load(hot_ids: list[str], other_ids: list[str], *, requests: int, rate: float, hot_share: float,
-                zipf_s: float, seed: int = 0) -> tuple[list[str], np.ndarray]:
-    """The request sequence: ``(ids, arrival times in s from the start)``, both of length ``requests``.
+def skewed_load(hot_ids: list[str], other_ids: list[str], *, requests: int, hot_share: float, zipf_s: float,
+                seed: int = 0) -> list[str]:
+    """The request sequence: ``requests`` ids.
 
     A request goes to ``hot_ids`` with probability ``hot_share``, else to ``other_ids``; within a group the
-    id's popularity rank is Zipf(``zipf_s``) over a seeded shuffle of the group. Arrivals are Poisson at
-    ``rate`` requests/s.
+    id's popularity rank is Zipf(``zipf_s``) over a seeded shuffle of the group.
     """
     if not hot_ids or not other_ids:
         raise ValueError("Expected ids owned by the hot worker and by others. Got an empty group; use more ids.")
-    if not 0 <= hot_share <= 1 or rate <= 0 or requests < 1:
-        raise ValueError(f"Expected 0 <= hot_share <= 1, rate > 0, requests >= 1. Got {hot_share!r}, {rate!r}, "
-                         f"{requests!r} instead.")
+    if not 0 <= hot_share <= 1 or requests < 1:
+        raise ValueError(f"Expected 0 <= hot_share <= 1 and requests >= 1. Got {hot_share!r}, {requests!r} "
+                         "instead.")
     rng = np.random.default_rng(seed)
     groups = [list(rng.permutation(hot_ids)), list(rng.permutation(other_ids))]
     probs = [_zipf_probabilities(len(g), zipf_s) for g in groups]
     hot = rng.random(requests) < hot_share
-    ids = [str(groups[0 if h else 1][rng.choice(len(probs[0 if h else 1]), p=probs[0 if h else 1])]) for h in hot]
-    arrivals = np.cumsum(rng.exponential(1.0 / rate, requests))
-    return ids, arrivals - arrivals[0]
+    return [str(groups[0 if h else 1][rng.choice(len(probs[0 if h else 1]), p=probs[0 if h else 1])]) for h in hot]
 
 
 def _warm_models(dask_worker: Any, image_id: str) -> None:
@@ -68,7 +69,7 @@ def _warm_models(dask_worker: Any, image_id: str) -> None:
     plugin.batcher_for(image_id).decode(np.zeros_like(latent))
 
 
-async def _serve(address: str, spill: bool, ids: list[str], arrivals: np.ndarray, format: str,
+async def _serve(address: str, spill: bool, ids: list[str], think_s: np.ndarray, clients: int, format: str,
                  size: int | None) -> tuple[np.ndarray, float]:
     from distributed import Client
 
@@ -78,21 +79,21 @@ async def _serve(address: str, spill: bool, ids: list[str], arrivals: np.ndarray
         alc = LatentClient(client, spill=spill)
         await alc.owner(ids[0])  # fetch the ring before timing
         latencies = np.full(len(ids), np.nan)
-        loop = asyncio.get_running_loop()
-        start = loop.time() + 0.05
 
-        async def one(n: int) -> None:
-            await asyncio.sleep(max(0.0, start + arrivals[n] - loop.time()))
-            t_arrive = start + arrivals[n]
-            await alc.read(ids[n], format, size)
-            latencies[n] = loop.time() - t_arrive
+        async def user(k: int) -> None:  # client k reads ids k, k + clients, k + 2 * clients, ...
+            for n in range(k, len(ids), clients):
+                await asyncio.sleep(think_s[n])
+                t0 = time.perf_counter()
+                await alc.read(ids[n], format, size)
+                latencies[n] = time.perf_counter() - t0
 
-        await asyncio.gather(*(one(n) for n in range(len(ids))))
-        wall = loop.time() - start
+        start = time.perf_counter()
+        await asyncio.gather(*(user(k) for k in range(clients)))
+        wall = time.perf_counter() - start
     return latencies * 1000, wall
 
 
-def _run_mode(store_url: str, spill: bool, ids: list[str], arrivals: np.ndarray, *, hot_name: str,
+def _run_mode(store_url: str, spill: bool, ids: list[str], think_s: np.ndarray, clients: int, *, hot_name: str,
               owner_names: dict[str, str], format: str, size: int | None, cluster_kwargs: dict[str, Any]
               ) -> dict[str, Any]:
     from latentzarr.cluster import start_cluster
@@ -106,7 +107,8 @@ def _run_mode(store_url: str, spill: bool, ids: list[str], arrivals: np.ndarray,
                 raise LatentZarrError(f"Expected {image_id!r} owned by worker {owner_names[image_id]!r} in every "
                                       f"cluster. Got {name_of[lc.owner(image_id)]!r} instead.")
         lc.client.run(_warm_models, image_id=ids[0])
-        latencies, wall = asyncio.run(_serve(lc.client.scheduler.address, spill, ids, arrivals, format, size))
+        latencies, wall = asyncio.run(_serve(lc.client.scheduler.address, spill, ids, think_s, clients, format,
+                                             size))
         stats = lc.stats()
     finally:
         lc.close()
@@ -119,47 +121,26 @@ def _run_mode(store_url: str, spill: bool, ids: list[str], arrivals: np.ndarray,
             k: st.get(k, 0) for k in ("requests", "image_hits", "latent_hits", "misses", "decodes", "spilled",
                                       "writebacks", "store_fetches", "decode_batches")
         } | {"decode_ms_ewma": st.get("decode_ms", 0.0), "decode_busy_fraction": busy_ms / 1000 / wall}
-    served = (total.get("image_hits", 0) + total.get("latent_hits", 0)) / requests if requests else float("nan")
+    nan = float("nan")
+    hits = total.get("image_hits", 0) + total.get("latent_hits", 0)
+    lookups = hits + total.get("misses", 0)  # the rest joined a decode in flight
     return {
         **summarize(latencies, wall),
         "wall_s": wall,
         "requests_counted": requests,
-        "cache_served_fraction": served,
-        "image_hit_fraction": total.get("image_hits", 0) / requests if requests else float("nan"),
-        "latent_hit_fraction": total.get("latent_hits", 0) / requests if requests else float("nan"),
-        "store_fetch_fraction": total.get("store_fetches", 0) / requests if requests else float("nan"),
+        "cache_served_fraction": hits / requests if requests else nan,
+        "image_hit_fraction": total.get("image_hits", 0) / requests if requests else nan,
+        "latent_hit_fraction": total.get("latent_hits", 0) / requests if requests else nan,
+        "coalesced_fraction": (requests - lookups) / requests if requests else nan,
+        "no_store_fetch_fraction": 1 - total.get("store_fetches", 0) / requests if requests else nan,
         "decodes": total.get("decodes", 0),
         "spilled": total.get("spilled", 0),
-        "hot_worker_decode_busy_fraction": per_worker.get(hot_name, {}).get("decode_busy_fraction", float("nan")),
+        "hot_worker_decode_busy_fraction": per_worker.get(hot_name, {}).get("decode_busy_fraction", nan),
         "workers": per_worker,
     }
 
 
-def _decode_ms(store_url: str, image_id: str, torch_threads: int) -> float:
-    """Median ms of one decode + PNG encode of ``image_id`` in this process with ``torch_threads`` threads."""
-    import torch
-
-    from latentzarr.models import load_model
-    from latentzarr.models.images import encode_image
-    from latentzarr.store import LatentStore
-
-    store = LatentStore.open(store_url)
-    latent = store.get([image_id])
-    model = load_model(store.record(image_id)["model"], device="cpu")
-    before = torch.get_num_threads()
-    torch.set_num_threads(torch_threads)
-    try:
-        times = []
-        for _ in range(6):
-            t0 = time.perf_counter()
-            encode_image(model.decode(latent)[0], "png")
-            times.append((time.perf_counter() - t0) * 1000)
-    finally:
-        torch.set_num_threads(before)
-    return float(np.median(times[1:]))
-
-
-def bench_spillover(store_url: str, *, requests: int = 600, rate: float | None = None, load: float = 0.9,
+def bench_spillover(store_url: str, *, requests: int = 800, clients: int = 8, think_ms: float = 10.0,
                     hot_share: float = 0.8, zipf_s: float = 0.8, repeats: int = 3, format: str = "png",
                     size: int | None = None, n_workers: int = 2, threads_per_worker: int = 1, torch_threads: int = 1,
                     cache_bytes: int = 2 * 2**20, seed: int = 0) -> dict[str, Any]:
@@ -170,10 +151,11 @@ def bench_spillover(store_url: str, *, requests: int = 600, rate: float | None =
     store_url
         A latentzarr store; every id in it takes part (more ids: more misses).
     requests
-        Reads per run.
-    rate
-        Arrival rate (requests/s). None: ``load`` times one worker's decode rate, ``1000 / decode_ms``, where
-        ``decode_ms`` is one decode + PNG encode measured in this process before the runs.
+        Reads per run, shared round-robin among the clients.
+    clients
+        Concurrent readers (each has at most one read in flight).
+    think_ms
+        Mean of the exponential pause (ms) a client takes before each read.
     hot_share, zipf_s
         Share of the reads that go to the hot worker's ids; Zipf exponent of popularity inside each group.
     repeats
@@ -189,8 +171,9 @@ def bench_spillover(store_url: str, *, requests: int = 600, rate: float | None =
     from latentzarr.cluster.ring import HashRing
     from latentzarr.store import LatentStore
 
-    if repeats < 1:
-        raise ValueError(f"Expected repeats >= 1. Got {repeats!r} instead.")
+    if repeats < 1 or clients < 1 or think_ms < 0:
+        raise ValueError(f"Expected repeats >= 1, clients >= 1 and think_ms >= 0. Got {repeats!r}, {clients!r}, "
+                         f"{think_ms!r} instead.")
     all_ids = LatentStore.open(store_url).ids()
     names = [str(k) for k in range(n_workers)]  # LocalCluster names its workers 0 .. n-1
     ring = HashRing(names)
@@ -199,17 +182,14 @@ def bench_spillover(store_url: str, *, requests: int = 600, rate: float | None =
     hot_name = max(names, key=lambda n: counts[n])
     hot_ids = [i for i in all_ids if owner_names[i] == hot_name]
     other_ids = [i for i in all_ids if owner_names[i] != hot_name]
-    decode_ms = _decode_ms(store_url, all_ids[0], torch_threads)
-    if rate is None:
-        rate = load * 1000.0 / decode_ms
-    ids, arrivals = skewed_load(hot_ids, other_ids, requests=requests, rate=rate, hot_share=hot_share,
-                                zipf_s=zipf_s, seed=seed)
+    ids = skewed_load(hot_ids, other_ids, requests=requests, hot_share=hot_share, zipf_s=zipf_s, seed=seed)
+    think_s = np.random.default_rng(seed + 1).exponential(think_ms / 1000, requests)
     cluster_kwargs = {"n_workers": n_workers, "threads_per_worker": threads_per_worker,
                       "cache_bytes": cache_bytes, "torch_threads": torch_threads}
     runs: dict[str, list[dict[str, Any]]] = {m: [] for m in MODES}
     for r in range(repeats):
         for mode in (MODES if r % 2 == 0 else MODES[::-1]):
-            runs[mode].append(_run_mode(store_url, mode == "spill", ids, arrivals, hot_name=hot_name,
+            runs[mode].append(_run_mode(store_url, mode == "spill", ids, think_s, clients, hot_name=hot_name,
                                         owner_names=owner_names, format=format, size=size,
                                         cluster_kwargs=cluster_kwargs))
     med = {m: median_summary(runs[m]) for m in MODES}
@@ -225,8 +205,8 @@ def bench_spillover(store_url: str, *, requests: int = 600, rate: float | None =
         "hot_worker": hot_name,
         "hot_ids": len(hot_ids),
         "requests": requests,
-        "rate_per_s": rate,
-        "decode_ms": decode_ms,
+        "clients": clients,
+        "think_ms": think_ms,
         "hot_request_share": float(np.mean([owner_names[i] == hot_name for i in ids])),
         "distinct_ids_requested": len(set(ids)),
         "spill": med["spill"],
@@ -243,7 +223,8 @@ def bench_spillover(store_url: str, *, requests: int = 600, rate: float | None =
             "served_fraction_met": abs(difference) <= SERVED_FRACTION_TOLERANCE,
         },
         "runs": runs,
-        "settings": {"requests": requests, "rate": rate, "load": load, "hot_share": hot_share, "zipf_s": zipf_s,
+        "settings": {"requests": requests, "clients": clients, "think_ms": think_ms, "hot_share": hot_share,
+                     "zipf_s": zipf_s,
                      "repeats": repeats, "format": format, "size": size, "n_workers": n_workers,
                      "threads_per_worker": threads_per_worker, "torch_threads": torch_threads,
                      "cache_bytes": cache_bytes, "seed": seed},

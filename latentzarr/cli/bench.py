@@ -69,10 +69,10 @@ def serving(store: str, json_out: Path, n_ids: int, reads: int, in_flight: int, 
 @_store
 @_json
 @click.option("--requests", type=click.IntRange(1), default=800, show_default=True, help="Reads per run.")
-@click.option("--rate", type=click.FloatRange(0, min_open=True), default=None,
-              help="Arrival rate (reads/s) [--load x one worker's decode rate].")
-@click.option("--load", type=click.FloatRange(0, min_open=True), default=0.7, show_default=True,
-              help="Arrival rate as a multiple of one worker's measured decode rate (when --rate is not given).")
+@click.option("--clients", type=click.IntRange(1), default=8, show_default=True,
+              help="Concurrent readers (one read in flight each).")
+@click.option("--think-ms", type=click.FloatRange(0), default=10.0, show_default=True,
+              help="Mean exponential pause (ms) of a client before each read.")
 @click.option("--hot-share", type=click.FloatRange(0, 1), default=0.8, show_default=True,
               help="Share of the reads that go to ids of one worker.")
 @click.option("--zipf", "zipf_s", type=click.FloatRange(0), default=0.8, show_default=True,
@@ -84,13 +84,14 @@ def serving(store: str, json_out: Path, n_ids: int, reads: int, in_flight: int, 
 @click.option("--cache-kib", type=click.IntRange(1), default=2048, show_default=True, help="Cache per worker (KiB).")
 @_seed
 @one_line_errors
-def spillover(store: str, json_out: Path, requests: int, rate: float | None, load: float, hot_share: float,
+def spillover(store: str, json_out: Path, requests: int, clients: int, think_ms: float, hot_share: float,
               zipf_s: float, repeats: int, fmt: str, size: int | None, n_workers: int, cache_kib: int,
               seed: int) -> None:
     """P99 of one skewed read load with spillover vs owner-only, and the cache-served fractions."""
     from latentzarr.bench import bench_spillover
 
-    doc = bench_spillover(store, requests=requests, rate=rate, load=load, hot_share=hot_share, zipf_s=zipf_s,
+    doc = bench_spillover(store, requests=requests, clients=clients, think_ms=think_ms, hot_share=hot_share,
+                          zipf_s=zipf_s,
                           repeats=repeats, format=fmt, size=size, n_workers=n_workers,
                           cache_bytes=cache_kib * 2**10, seed=seed)
     _write(doc, json_out)
