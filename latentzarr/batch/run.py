@@ -56,6 +56,10 @@ class BatchReport:
         Chunks in the selection; chunks already finished by an earlier run (not redone).
     arrays : dict
         Output array name -> number of images (one output array per source array).
+    decode_seconds : float
+        Seconds spent inside ``model.decode``, summed over chunks (and over workers on a cluster). Divided by
+        ``seconds`` (times the number of decoding slots on a cluster) it is the share of time the decoder was
+        busy: near 1 when reads, decompression and writes hide behind compute.
     """
 
     out: str
@@ -65,6 +69,7 @@ class BatchReport:
     chunks: int
     skipped_chunks: int
     arrays: dict[str, int] = field(default_factory=dict)
+    decode_seconds: float = 0.0
 
     @property
     def images_per_s(self) -> float:
@@ -149,19 +154,25 @@ def batch_decode(store_or_url: LatentStore | str, out: str, *, ids: Iterable[str
     bar = tqdm(total=sum(len(c.ids) for c in todo), disable=not progress, unit="img", desc="batch-decode")
     if client is None:  # load decoders before the clock starts
         models = {name: _load(spec) for name, spec in models.items()}
+    busy = [0.0]
+
+    def advance(images: int, decode_s: float) -> None:
+        bar.update(images)
+        busy[0] += decode_s
+
     t0 = time.perf_counter()
     try:
         if client is None:
-            _run_local(store, output, todo, models, batch_size, prefetch, bar.update)
+            _run_local(store, output, todo, models, batch_size, prefetch, advance)
         else:
-            _run_cluster(getattr(client, "client", client), store, output, todo, models, batch_size, bar.update,
+            _run_cluster(getattr(client, "client", client), store, output, todo, models, batch_size, advance,
                          storage_options)
     finally:
         bar.close()
     seconds = time.perf_counter() - t0
     return BatchReport(out=output.url, images=sum(len(c.ids) for c in todo), total_images=total, seconds=seconds,
                        chunks=len(all_chunks), skipped_chunks=len(all_chunks) - len(todo),
-                       arrays={a.name: len(a.ids) for a in arrays})
+                       arrays={a.name: len(a.ids) for a in arrays}, decode_seconds=busy[0])
 
 
 # ---------------------------------------------------------------------------------------------- local run
@@ -182,7 +193,7 @@ def _load(spec: Any) -> Any:
 
 
 def _run_local(store: LatentStore, output: BatchOutput, todo: list[Chunk], models: dict[str, Any],
-               batch_size: int, prefetch: int, advance: Callable[[int], Any]) -> None:
+               batch_size: int, prefetch: int, advance: Callable[[int, float], Any]) -> None:
     with ThreadPoolExecutor(1, thread_name_prefix="batch-read") as reader, \
             ThreadPoolExecutor(1, thread_name_prefix="batch-write") as writer:
         reads: deque[Future] = deque(reader.submit(store.get, list(c.ids)) for c in todo[:prefetch])
@@ -191,16 +202,17 @@ def _run_local(store: LatentStore, output: BatchOutput, todo: list[Chunk], model
             latents = reads.popleft().result()
             if n + prefetch < len(todo):
                 reads.append(reader.submit(store.get, list(todo[n + prefetch].ids)))
+            t0 = time.perf_counter()
             pixels = decode_checked(models[chunk.array], latents, batch_size, chunk)
-            writes.append((writer.submit(output.write, chunk, pixels), len(chunk.ids)))
+            writes.append((writer.submit(output.write, chunk, pixels), len(chunk.ids), time.perf_counter() - t0))
             while len(writes) > prefetch or (writes and writes[0][0].done()):
-                fut, count = writes.popleft()
+                fut, count, decode_s = writes.popleft()
                 fut.result()
-                advance(count)
+                advance(count, decode_s)
         while writes:
-            fut, count = writes.popleft()
+            fut, count, decode_s = writes.popleft()
             fut.result()
-            advance(count)
+            advance(count, decode_s)
 
 
 def decode_checked(model: Any, latents: np.ndarray, batch_size: int, chunk: Chunk | None = None) -> np.ndarray:
@@ -237,7 +249,7 @@ def decode_tasks(store_url: str, output: BatchOutput, chunks: list[Chunk], model
                  token: str | None = None) -> list[Any]:
     """The dask graph of a batch decode: one ``dask.delayed`` task per chunk (read -> decode -> write).
 
-    Each task returns the number of images it wrote. Keys are ``latentzarr-batch-<token>-<array>-<index>``
+    Each task returns (images written, seconds spent decoding). Keys are ``latentzarr-batch-<token>-<array>-<index>``
     (a fresh token per call unless given, so a retry never collides with an old result).
     """
     import dask
@@ -254,7 +266,7 @@ def _model_name(spec: Any) -> str:
 
 
 def _run_cluster(client: Any, store: LatentStore, output: BatchOutput, todo: list[Chunk],
-                 models: dict[str, Any], batch_size: int, advance: Callable[[int], Any],
+                 models: dict[str, Any], batch_size: int, advance: Callable[[int, float], Any],
                  storage_options: dict[str, Any] | None) -> None:
     from distributed import as_completed
 
@@ -264,7 +276,7 @@ def _run_cluster(client: Any, store: LatentStore, output: BatchOutput, todo: lis
     futures = client.compute(tasks, resources=_gpu_resources(client))
     try:
         for fut in as_completed(futures):
-            advance(fut.result())
+            advance(*fut.result())
     finally:
         client.cancel(futures)
 
@@ -296,16 +308,23 @@ def _worker_model(store_url: str, model: str, first_id: str) -> Any:
 def decode_ids_task(store_url: str, storage_options: dict[str, Any] | None, ids: tuple[str, ...], model: str,
                     batch_size: int) -> np.ndarray:
     """Worker task: read ``ids`` (one array) and decode them; returns uint8 (n, H, W, 3)."""
+    return _read_decode(store_url, storage_options, ids, model, batch_size)[0]
+
+
+def _read_decode(store_url: str, storage_options: dict[str, Any] | None, ids: tuple[str, ...], model: str,
+                 batch_size: int) -> tuple[np.ndarray, float]:
     store = _worker_store(store_url, storage_options)
     latents = store.get(list(ids))
-    return decode_checked(_worker_model(store_url, model, ids[0]), latents, batch_size)
+    decoder = _worker_model(store_url, model, ids[0])
+    t0 = time.perf_counter()
+    return decode_checked(decoder, latents, batch_size), time.perf_counter() - t0
 
 
 def decode_chunk_task(store_url: str, storage_options: dict[str, Any] | None, output: BatchOutput, chunk: Chunk,
-                      model: str, batch_size: int) -> int:
-    """Worker task: decode one chunk and write it (data, then marker); returns the number of images."""
-    pixels = decode_ids_task(store_url, storage_options, chunk.ids, model, batch_size)
+                      model: str, batch_size: int) -> tuple[int, float]:
+    """Worker task: decode one chunk and write it (data, then marker); returns (images, seconds decoding)."""
+    pixels, decode_s = _read_decode(store_url, storage_options, chunk.ids, model, batch_size)
     output.write(chunk, pixels)
-    return len(chunk.ids)
+    return len(chunk.ids), decode_s
 
 
