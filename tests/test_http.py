@@ -26,6 +26,7 @@ from PIL import Image
 from prometheus_client.parser import text_string_to_metric_families
 
 from latentzarr.http import create_app
+from latentzarr.http.server import bind_socket
 
 N_SMALL = 40
 PHOTOS = [f"photo/{i}" for i in range(8)]
@@ -52,7 +53,7 @@ class ServerThread:
 
         self.config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="error", lifespan="on",
                                      access_log=False)
-        self.sock = self.config.bind_socket()
+        self.sock = bind_socket("127.0.0.1", 0)
         self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
         self.server = uvicorn.Server(self.config)
         self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True)
@@ -403,26 +404,47 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_cli_serve_prints_url_serves_and_stops_on_ctrl_c(store_url):
-    port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "latentzarr", "serve", store_url, "--host", "127.0.0.1", "--port", str(port),
-         "--workers", "1", "--threads", "1", "--cache-mib", "16"],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+def serve_until_ctrl_c(args: list[str], port: int, check) -> str:
+    """Run ``python -m latentzarr *args``, wait for its URL line, ``check(client)``, Ctrl-C; return its output."""
+    proc = subprocess.Popen([sys.executable, "-m", "latentzarr", *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    lines = []
     try:
-        line = ""
-        deadline = time.monotonic() + 120
-        while f"http://127.0.0.1:{port}/" not in line:
-            line = proc.stdout.readline()
-            assert line or proc.poll() is None, "serve exited before printing its URL"
+        deadline = time.monotonic() + 240
+        while not lines or f"http://127.0.0.1:{port}/" not in lines[-1]:
+            lines.append(proc.stdout.readline())
+            assert lines[-1] or proc.poll() is None, "exited before printing its URL:\n" + "".join(lines)
             assert time.monotonic() < deadline
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=120) as client:
-            assert client.get("/healthz").json()["workers"] == 1
-            r = client.get(img_path(SMALL[0]), params={"format": "webp", "size": 32})
-            assert r.status_code == 200 and r.headers["content-type"] == "image/webp"
+            check(client)
         proc.send_signal(signal.SIGINT)
-        assert proc.wait(60) == 0
+        out, _ = proc.communicate(timeout=60)
+        assert proc.returncode == 0, out
+        return "".join(lines) + out
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_cli_serve_prints_url_serves_and_stops_on_ctrl_c(store_url):
+    def check(client: httpx.Client) -> None:
+        assert client.get("/healthz").json()["workers"] == 1
+        r = client.get(img_path(SMALL[0]), params={"format": "webp", "size": 32})
+        assert r.status_code == 200 and r.headers["content-type"] == "image/webp"
+
+    port = free_port()
+    serve_until_ctrl_c(["serve", store_url, "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
+                        "--threads", "1", "--cache-mib", "16"], port, check)
+
+
+def test_demo_ends_by_serving_its_store(tmp_path, models_dir):
+    def check(client: httpx.Client) -> None:
+        items = client.get("/v1/images").json()["items"]
+        assert [i["id"] for i in items] == ["astronaut"] and items[0]["source_bytes"] > 0
+        assert Image.open(io.BytesIO(client.get(img_path("astronaut")).content)).size == (64, 64)
+
+    port = free_port()
+    out = serve_until_ctrl_c(["demo", "--out", str(tmp_path / "demo"), "--size", "64", "--images", "1",
+                              "--port", str(port)], port, check)
+    assert "4/4 decoding" in out and "stopped" in out
