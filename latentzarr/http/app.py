@@ -65,6 +65,8 @@ REFRESH_S = 5.0
 """Seconds between background refreshes of the store's id index."""
 MISS_REFRESH_S = 0.5
 """At most one on-demand index refresh per this many seconds, for ids not (yet) known to the app."""
+MEMO_ENTRIES = 1_000_000
+"""Most ids whose digest / stored size the app remembers (about 200 bytes each); the memo restarts when full."""
 
 
 class AppConfig:
@@ -138,6 +140,8 @@ class _Service:
             raise UnknownIdError(image_id)
         rec = self.store.record(image_id)
         sha = rec.get("latent_sha256") or ""
+        if len(self.digests) >= MEMO_ENTRIES:
+            self.digests.clear()
         self.digests[image_id] = sha
         return sha
 
@@ -157,6 +161,8 @@ class _Service:
             from latentzarr_codecs import LatentPCodec
 
             latent = self.store.get_one(image_id)
+            if len(self.stored_sizes) >= MEMO_ENTRIES:
+                self.stored_sizes.clear()
             self.stored_sizes[image_id] = len(LatentPCodec(dtype=self.store.record(image_id)["dtype"]).encode(latent))
         return self.stored_sizes[image_id]
 
