@@ -30,7 +30,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--hot-share", type=float, default=0.8, help="share of reads for one worker's ids (0.8)")
     parser.add_argument("--zipf", type=float, default=0.8, help="Zipf exponent of popularity (0.8)")
     parser.add_argument("--repeats", type=int, default=3, help="repeats; medians are reported (3)")
-    parser.add_argument("--cache-kib", type=int, default=2048, help="cache per worker (2048 KiB)")
+    parser.add_argument("--cache-kib", type=int, default=1024, help="cache per worker (1024 KiB)")
     parser.add_argument("--build-size", type=int, default=64, help="picture side of a built store (64 px)")
     parser.add_argument("--build-images", type=int, default=256, help="ids in a built store (256)")
     parser.add_argument("--workdir", default=None, help="folder for a built store (default: a temporary one)")

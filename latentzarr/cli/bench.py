@@ -81,7 +81,7 @@ def serving(store: str, json_out: Path, n_ids: int, reads: int, in_flight: int, 
 @_format
 @_size
 @_workers
-@click.option("--cache-kib", type=click.IntRange(1), default=2048, show_default=True, help="Cache per worker (KiB).")
+@click.option("--cache-kib", type=click.IntRange(1), default=1024, show_default=True, help="Cache per worker (KiB).")
 @_seed
 @one_line_errors
 def spillover(store: str, json_out: Path, requests: int, clients: int, think_ms: float, hot_share: float,
