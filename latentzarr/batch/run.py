@@ -152,7 +152,7 @@ def batch_decode(store_or_url: LatentStore | str, out: str, *, ids: Iterable[str
 
     total = sum(len(a.ids) for a in arrays)
     bar = tqdm(total=sum(len(c.ids) for c in todo), disable=not progress, unit="img", desc="batch-decode")
-    if client is None:  # load decoders before the clock starts
+    if client is None and todo:  # load decoders before the clock starts
         models = {name: _load(spec) for name, spec in models.items()}
     busy = [0.0]
 
@@ -197,7 +197,7 @@ def _run_local(store: LatentStore, output: BatchOutput, todo: list[Chunk], model
     with ThreadPoolExecutor(1, thread_name_prefix="batch-read") as reader, \
             ThreadPoolExecutor(1, thread_name_prefix="batch-write") as writer:
         reads: deque[Future] = deque(reader.submit(store.get, list(c.ids)) for c in todo[:prefetch])
-        writes: deque[tuple[Future, int]] = deque()
+        writes: deque[tuple[Future, int, float]] = deque()  # (write, images, decode s)
         for n, chunk in enumerate(todo):
             latents = reads.popleft().result()
             if n + prefetch < len(todo):
