@@ -194,3 +194,17 @@ def test_cli_batch_decode(source, tmp_path):
     again = subprocess.run([*cmd[:-3], "--batch-size", "3", "--no-progress"], capture_output=True, text=True,
                            env=os.environ.copy(), timeout=300)
     assert again.returncode == 1 and "Error: Expected batch size 2" in again.stderr
+
+
+def test_every_id_by_default_into_webp_shards(source, tmp_path):
+    url, _ = source
+    report = batch_decode(url, str(tmp_path / "out"), batch_size=8, format="webp", quality=90, progress=False)
+    assert report.arrays == {ARRAY: 14, SMALL: 3} and report.chunks == 3
+    names = []
+    for shard in sorted((tmp_path / "out").glob("*/*.tar")):
+        with tarfile.open(shard) as tar:
+            for member in tar.getmembers():
+                im = Image.open(io.BytesIO(tar.extractfile(member).read()))
+                assert im.format == "WEBP"
+                names.append(member.pax_headers["latentzarr.image_id"])
+    assert sorted(names) == sorted([f"img-{i:02d}" for i in range(14)] + ["s-0", "s-1", "s-2"])
