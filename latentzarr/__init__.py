@@ -61,6 +61,11 @@ _LAZY: dict[str, str] = {
     "ReadFailedError": "latentzarr.cluster",
     "start_cluster": "latentzarr.cluster",
     "get_latentzarr_plugin": "latentzarr.cluster",
+    "BatchOutputError": "latentzarr.errors",
+    "BatchReport": "latentzarr.batch",
+    "LatentImageDataset": "latentzarr.batch",
+    "batch_decode": "latentzarr.batch",
+    "create_app": "latentzarr.http",
 }
 
 __all__ = ["__version__", *sorted(_LAZY)]
@@ -70,6 +75,7 @@ __getattr__, __dir__ = lazy_exports(__name__, _LAZY)
 
 
 if TYPE_CHECKING:  # pragma: no cover
+    from latentzarr.batch import BatchReport, LatentImageDataset, batch_decode  # noqa: F401
     from latentzarr.cache import CostModel, DualFormatCache, LRUImageCache, S3FIFOImageCache  # noqa: F401
     from latentzarr.cluster import (  # noqa: F401
         HashRing,
@@ -82,6 +88,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from latentzarr.demo import run_demo  # noqa: F401
     from latentzarr.errors import *  # noqa: F403
     from latentzarr.export import decode_ids, export_images  # noqa: F401
+    from latentzarr.http import create_app  # noqa: F401
     from latentzarr.ids import validate_id  # noqa: F401
     from latentzarr.ingest import ingest_arrays, ingest_images  # noqa: F401
     from latentzarr.models import LatentAutoencoder, load_model  # noqa: F401

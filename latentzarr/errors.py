@@ -7,6 +7,7 @@ specifically. Messages say what was expected, what was given, and what to do nex
 from __future__ import annotations
 
 __all__ = [
+    "BatchOutputError",
     "CorruptDataError",
     "DuplicateIdError",
     "InvalidIdError",
@@ -91,3 +92,7 @@ class InvalidRenditionError(LatentZarrError, ValueError):
 
 class InvalidImageError(LatentZarrError, ValueError):
     """Pixels that are not a uint8 RGB picture (H, W, 3)."""
+
+
+class BatchOutputError(LatentZarrError, ValueError):
+    """A batch-decode output folder was written with other settings (batch size, format, selection)."""

@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 
 from latentzarr.batch.plan import Chunk, OutputArray
-from latentzarr.errors import LatentZarrError
+from latentzarr.errors import BatchOutputError
 
 __all__ = ["FORMATS", "MANIFEST", "BatchOutput", "BatchOutputError"]
 
@@ -41,10 +41,6 @@ MARKERS = "_done"
 FORMAT_VERSION = 1
 FORMATS = ("zarr", "png", "webp", "jpeg")
 """Output formats: one Zarr uint8 array per source array, or tar shards of encoded images."""
-
-
-class BatchOutputError(LatentZarrError, ValueError):
-    """A batch-decode output folder was written with other settings (batch size, format, selection)."""
 
 
 class BatchOutput:
