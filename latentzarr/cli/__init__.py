@@ -21,6 +21,7 @@ COMMANDS: dict[str, str] = {
     "info": "latentzarr.cli.store_cmds:info_cmd",
     "ingest-images": "latentzarr.cli.store_cmds:ingest_images_cmd",
     "ls": "latentzarr.cli.store_cmds:ls_cmd",
+    "replay": "latentzarr.cli.replay:replay",
     "serve": "latentzarr.cli.serve:serve",
     "simulate": "latentzarr.cli.simulate:simulate",
     "trace": "latentzarr.cli.trace:trace",
