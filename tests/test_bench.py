@@ -109,7 +109,7 @@ def test_bench_spillover_cli_json(tiny_store, tmp_path):
         assert sum(w["writebacks"] for w in workers.values()) == m["spilled"]
         assert m["decodes"] >= 1
         run = doc["runs"][mode][0]
-        assert set(run["cpu_s"]) == {"workers", "scheduler", "client"} and run["cpu_s"]["workers"] > 0
+        assert {"workers", "client"} <= set(run["cpu_s"]) and run["cpu_s"]["workers"] > 0
         assert min(run["hot_ids_p99_ms"], run["other_ids_p99_ms"]) > 0
     assert doc["owner_only"]["spilled"] == 0  # strict restrictions are never stolen
     hot = doc["runs"]["owner_only"][0]["workers"][doc["hot_worker"]]

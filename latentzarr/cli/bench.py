@@ -68,7 +68,7 @@ def serving(store: str, json_out: Path, n_ids: int, reads: int, in_flight: int, 
 @bench.command("spillover")
 @_store
 @_json
-@click.option("--requests", type=click.IntRange(1), default=800, show_default=True, help="Reads per run.")
+@click.option("--requests", type=click.IntRange(1), default=400, show_default=True, help="Reads per run.")
 @click.option("--clients", type=click.IntRange(1), default=8, show_default=True,
               help="Concurrent readers (one read in flight each).")
 @click.option("--think-ms", type=click.FloatRange(0), default=10.0, show_default=True,
@@ -77,7 +77,8 @@ def serving(store: str, json_out: Path, n_ids: int, reads: int, in_flight: int, 
               help="Share of the reads that go to ids of one worker.")
 @click.option("--zipf", "zipf_s", type=click.FloatRange(0), default=0.8, show_default=True,
               help="Zipf exponent of popularity.")
-@_repeats
+@click.option("--repeats", type=click.IntRange(1, 50), default=5, show_default=True,
+              help="Repeats (pairs of runs, order alternating); figures are medians.")
 @_format
 @_size
 @_workers
