@@ -216,6 +216,9 @@ def test_healthz_openapi_and_gallery_html(http):
     (img_path(SMALL[0]), {"size": "5000"}, "size"),
     (img_path(SMALL[0]), {"size": "abc"}, "size"),
     (img_path(SMALL[0]), {"size": "1e3"}, "size"),
+    (img_path(SMALL[0]), {"size": ""}, "size"),
+    (img_path(SMALL[0]), {"format": ""}, "format"),
+    ("/v1/images", {"limit": ""}, "limit"),
     (img_path(SMALL[0]), {"format": "jpeg", "quality": "0"}, "quality"),
     (img_path(SMALL[0]), {"quality": "50"}, "quality"),  # png is lossless
     (img_path("x" * 300), {}, "id"),

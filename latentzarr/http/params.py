@@ -67,7 +67,7 @@ def parse_id_path(raw_path: bytes) -> tuple[str, str] | None:
 
 def _int_param(query: Mapping[str, str], name: str, low: int, high: int, default: int | None) -> int | None:
     text = query.get(name)
-    if text is None or text == "":
+    if text is None:  # absent; present but empty is a malformed integer
         return default
     value = int(text) if _INT.fullmatch(text) else None
     if value is None or not low <= value <= high:
@@ -78,7 +78,7 @@ def _int_param(query: Mapping[str, str], name: str, low: int, high: int, default
 def parse_rendition(query: Mapping[str, str]) -> Rendition:
     """The :class:`Rendition` of ``format`` (png/webp/jpeg), ``size`` (:data:`MIN_SIZE`..:data:`MAX_SIZE`) and
     ``quality`` (1..100, lossy formats only); raises :class:`ParameterError` naming the bad parameter."""
-    fmt = query.get("format") or "png"
+    fmt = query.get("format", "png")
     if fmt.lower() not in (*FORMATS, "jpg"):
         raise ParameterError("format", f"Expected format to be one of {', '.join(FORMATS)}. Got {fmt!r} instead.")
     size = _int_param(query, "size", MIN_SIZE, MAX_SIZE, None)
