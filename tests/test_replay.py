@@ -105,6 +105,7 @@ def test_replay_reports_every_configuration(replay_store):
     assert c["decode-all"]["image_hit"] == c["decode-all"]["latent_hit"] == 0
     assert c["decode-all"]["decodes"] == c["decode-all"]["miss"] > 0
     assert c["imgstore"]["decodes"] == 0 and c["imgstore"]["image_hit"] > 0
+    assert c["imgstore"]["decode_ms_mean"] == 0 < c["decode-all"]["decode_ms_mean"]
     assert c["image-only"]["latent_hit"] == 0 and c["image-only"]["image_hit"] > 0
     assert c["latent-only"]["image_hit"] == 0 and c["latent-only"]["latent_hit"] > 0
     assert c["latent-only"]["decodes"] == c["latent-only"]["miss"] + c["latent-only"]["latent_hit"]
