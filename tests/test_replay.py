@@ -152,3 +152,21 @@ def test_cli_replay_refuses_a_missing_trace(replay_store, tmp_path):
     url, _ = replay_store
     result = CliRunner().invoke(cli, ["replay", url, str(tmp_path / "nope.csv"), "--json", str(tmp_path / "o.json")])
     assert result.exit_code != 0 and "Expected a trace file" in result.output
+
+
+def test_cli_replay_reads_a_trace_file_and_a_subset_of_configs(replay_store, tmp_path):
+    from click.testing import CliRunner
+
+    from latentzarr.cli import cli
+    from latentzarr.traces import write_trace
+
+    url, _ = replay_store
+    path = write_trace(synth_trace(2000, seed=5), tmp_path / "t.parquet")
+    out = tmp_path / "r.json"
+    result = CliRunner().invoke(cli, ["replay", url, str(path), "--json", str(out), "--requests", "60",
+                                      "--configs", "imgstore,adaptive", "--latency", "none", "--speedup", "1e9"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(out.read_text())
+    assert list(data["configs"]) == ["imgstore", "adaptive"]
+    assert data["window"]["requests"] == 60 and data["window"]["speedup"] == 1e9
+    assert all(row["injected_ms_mean"] == 0 for row in data["configs"].values())
