@@ -166,9 +166,10 @@ class LatentWorkerPlugin(WorkerPlugin):
         model = self.model_for(image_id)
         with self._mutex:
             if model.name not in self._batchers:
+                # With one task thread no companion request can arrive while a decode waits: do not wait.
+                wait = self.max_wait_ms if self.worker.state.nthreads > 1 else 0.0
                 self._batchers[model.name] = DecodeBatcher(
-                    lambda x: model.decode(x, batch_size=len(x)), max_batch=self.max_batch,
-                    max_wait_ms=self.max_wait_ms)
+                    lambda x: model.decode(x, batch_size=len(x)), max_batch=self.max_batch, max_wait_ms=wait)
             return self._batchers[model.name]
 
     def fetch_latent(self, image_id: str) -> tuple[np.ndarray, float]:
