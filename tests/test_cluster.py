@@ -17,6 +17,7 @@ import pytest
 from PIL import Image
 
 from latentzarr.cluster import LatentClient, ReadFailedError, start_cluster
+from latentzarr.cluster.client import RING_TTL_S
 from latentzarr.cluster.ring import HashRing
 from latentzarr.errors import InvalidIdError, UnknownIdError
 
@@ -137,3 +138,48 @@ def test_killing_a_worker_loses_no_read(store_url):
         assert all(isinstance(v, bytes) and v for kind, v in outcomes if kind == "ok")
     finally:
         lc.close()
+
+
+def test_placement_spills_only_when_the_owner_queue_is_deep():
+    lc = LatentClient(client=None, spill=True)
+    lc._addresses = {"0": "tcp://a", "1": "tcp://b"}
+    lc._in_flight = {"tcp://a": 1, "tcp://b": 0}
+    assert lc._placement("tcp://a") == "tcp://a"  # one read ahead: stay with the owner's cache
+    lc._in_flight["tcp://a"] = 3
+    assert lc._placement("tcp://a") == "tcp://b"
+    lc._in_flight["tcp://b"] = 2
+    assert lc._placement("tcp://a") == "tcp://a"
+    pinned = LatentClient(client=None, spill=False)
+    pinned._addresses, pinned._in_flight = lc._addresses, {"tcp://a": 9}
+    assert pinned._placement("tcp://a") == "tcp://a"  # owner-only never spills
+
+
+def test_routing_survives_a_worker_restart(lc):
+    """A restarted worker comes back under its name at a new address and keeps its ids."""
+    ids = [f"img-{k:03d}" for k in range(N_IDS)]
+    names = {a: str(w["name"]) for a, w in lc.client.scheduler_info()["workers"].items()}
+    before = {i: names[lc.owner(i)] for i in ids}
+    victim = sorted(names)[0]
+    lc.client.restart_workers([victim])
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        info = lc.client.scheduler_info()["workers"]
+        if len(info) == 2 and victim not in info:
+            break
+        time.sleep(0.2)
+    time.sleep(RING_TTL_S + 0.1)  # let the client's name -> address map expire
+    names = {a: str(w["name"]) for a, w in lc.client.scheduler_info()["workers"].items()}
+    assert {i: names[lc.owner(i)] for i in ids} == before
+    assert lc.read(ids[0], "png", 32)  # and reads work on the restarted worker
+
+
+def test_plugin_missing_error_says_how_to_fix():
+    from distributed import Client, LocalCluster
+
+    from latentzarr.cluster import PluginMissingError, get_latentzarr_plugin
+
+    with pytest.raises(PluginMissingError, match="inside a Dask worker"):
+        get_latentzarr_plugin()
+    with (LocalCluster(n_workers=1, processes=False, dashboard_address=":0") as cluster, Client(cluster) as client,
+          pytest.raises(PluginMissingError, match="register_plugin")):
+        client.submit(get_latentzarr_plugin).result()

@@ -32,6 +32,8 @@ __all__ = ["LatentClient", "ReadFailedError"]
 
 RING_TTL_S = 1.0
 """Seconds a worker-name -> address map is trusted before it is fetched again from the scheduler."""
+SPILL_DEPTH = 2
+"""Reads in flight on an owner beyond the least busy worker's before a new read is sent to that worker."""
 FAST_PATH_TIMEOUT_S = 2.0
 """Longest wait (s) for the owner's image-tier answer before the read takes the task path."""
 
@@ -75,6 +77,7 @@ class LatentClient:
         self._ring = HashRing()
         self._addresses: dict[str, str] = {}
         self._ring_time = -np.inf
+        self._in_flight: dict[str, int] = {}  # reads this client has submitted and not yet got back, by worker
 
     @property
     def asynchronous(self) -> bool:
@@ -131,10 +134,27 @@ class LatentClient:
         return await self._run(_read_task, image_id, rendition, owner,
                                key=rendition_task_key(image_id, rendition, self.generation), owner=owner)
 
+    def _placement(self, owner: str) -> str:
+        """Worker to run a read of ``owner``'s id on: the owner, unless spilling is on and the owner has at
+        least :data:`SPILL_DEPTH` more of this client's reads in flight than the least busy worker.
+
+        Work stealing moves queued reads too, but only on its own schedule and estimates; this sends a read to an
+        idle worker at once when this client can see the owner's queue is deep. The read still writes its
+        results back to the owner's cache.
+        """
+        if not self.spill or len(self._addresses) < 2:
+            return owner
+        idle = min(self._addresses.values(), key=lambda a: self._in_flight.get(a, 0))
+        if self._in_flight.get(owner, 0) - self._in_flight.get(idle, 0) >= SPILL_DEPTH:
+            return idle
+        return owner
+
     async def _run(self, fn, *args: Any, key: str, owner: str) -> Any:
         from distributed import KilledWorker
 
-        fut = self.client.submit(fn, *args, key=key, workers=[owner], allow_other_workers=self.spill, pure=False)
+        target = self._placement(owner)
+        self._in_flight[target] = self._in_flight.get(target, 0) + 1
+        fut = self.client.submit(fn, *args, key=key, workers=[target], allow_other_workers=self.spill, pure=False)
         try:
             return await fut
         except LatentZarrError:
@@ -144,6 +164,7 @@ class LatentClient:
             raise ReadFailedError(f"Expected a read of {args[0]!r} to finish. Got {type(exc).__name__}: {exc}; "
                                   "retry the read.") from exc
         finally:
+            self._in_flight[target] -= 1
             fut.release()
 
     def read(self, image_id: str, format: str = "png", size: int | None = None,
