@@ -75,8 +75,7 @@ def run_demo(
     report = ingest_images(store, files, ae, dtype=dtype, progress=progress)
 
     echo("3/4 storage (latent bytes: the compressed chunk of each image, as stored)")
-    sizes = encoded_sizes(store, report.ids)
-    rows = [(i, report.png_bytes[i], sizes[i]) for i in report.ids]
+    rows = [(i, report.png_bytes[i], store.encoded_size(i)) for i in report.ids]
     echo(storage_table(rows))
     info = store.info()
     echo(f"    the store's arrays on disk, with shard indexes: {info['stored_bytes']:,} bytes "
@@ -117,17 +116,6 @@ def _clear_previous_run(out: Path, store_path: Path, *folders: Path) -> None:
     (out / _MARKER).write_text("written by `latentzarr demo`; the demo may replace this folder's contents\n")
     for folder in folders:
         folder.mkdir(exist_ok=True)
-
-
-def encoded_sizes(store, ids: list[str]) -> dict[str, int]:
-    """Bytes of each id's latent encoded with the store's codec (what its chunk holds, without the shard index)."""
-    from latentzarr_codecs import LatentPCodec
-
-    out = {}
-    for image_id in ids:
-        latent = store.get_one(image_id)
-        out[image_id] = len(LatentPCodec(dtype=store.record(image_id)["dtype"]).encode(latent))
-    return out
 
 
 def storage_table(rows: list[tuple[str, int, int]]) -> str:

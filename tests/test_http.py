@@ -173,7 +173,8 @@ def test_latent_route_is_the_stored_latent_bit_exact(http, store_url):
 
 
 def test_meta(http, store_url):
-    from latentzarr.demo import encoded_sizes
+    from latentzarr_codecs import LatentPCodec
+
     from latentzarr.store import LatentStore
 
     r = http.get(img_path(PHOTOS[2], "/meta"))
@@ -181,7 +182,7 @@ def test_meta(http, store_url):
     meta = r.json()
     assert meta["id"] == PHOTOS[2] and meta["model"] == "taef2"
     assert meta["shape"] == [32, 32, 32] and meta["dtype"] == "float16"
-    assert meta["stored_bytes"] == encoded_sizes(LatentStore.open(store_url), [PHOTOS[2]])[PHOTOS[2]]
+    assert meta["stored_bytes"] == len(LatentPCodec(dtype="float16").encode(LatentStore.open(store_url)[PHOTOS[2]]))
 
 
 def test_listing_pages_through_every_id(http):

@@ -369,3 +369,15 @@ def test_unusual_memory_layouts_round_trip(store: LatentStore, layout: str) -> N
     store.put(["a", "b", "c"], given, model="m")
     got = store.get(["a", "b", "c"])
     assert got.dtype == np.float32 and same_bits(got, expected)
+
+
+def test_encoded_size_equals_the_chunk_bytes_in_the_shard(tmp_path):
+    """``encoded_size`` is the size the shard index records for the id's chunk (index at the shard's end:
+    one (offset, nbytes) uint64 pair per chunk, then a CRC32C)."""
+    store = LatentStore.create(tmp_path / "s.zarr", shard_images=4)
+    rng = np.random.default_rng(3)
+    store.put(["a", "b", "c"], rng.normal(0, 1, (3, 4, 8, 8)).astype(np.float16), model="m")
+    shard = next((tmp_path / "s.zarr" / "arrays").glob("*/c/0/0/0/0"))
+    index = np.frombuffer(shard.read_bytes()[-(16 * 4 + 4):-4], dtype="<u8").reshape(4, 2)
+    for image_id in ("a", "b", "c"):
+        assert store.encoded_size(image_id) == index[store.record(image_id)["row"], 1]

@@ -158,12 +158,9 @@ class _Service:
     def stored_bytes(self, image_id: str) -> int:
         """Bytes of ``image_id``'s latent encoded with the store's codec (its chunk, as stored)."""
         if image_id not in self.stored_sizes:
-            from latentzarr_codecs import LatentPCodec
-
-            latent = self.store.get_one(image_id)
             if len(self.stored_sizes) >= MEMO_ENTRIES:
                 self.stored_sizes.clear()
-            self.stored_sizes[image_id] = len(LatentPCodec(dtype=self.store.record(image_id)["dtype"]).encode(latent))
+            self.stored_sizes[image_id] = self.store.encoded_size(image_id)
         return self.stored_sizes[image_id]
 
     # ------------------------------------------------------------------------------------ cluster side

@@ -445,6 +445,15 @@ class LatentStore:
         rec.update(model=meta.model, model_attrs=dict(meta.model_attrs), shape=meta.shape, dtype=meta.dtype)
         return rec
 
+    def encoded_size(self, image_id: str) -> int:
+        """Bytes of ``image_id``'s chunk as its array's codec writes it (without the shard index entry).
+
+        Re-encodes the latent (deterministic, so equal to the stored chunk); costs one read and one encode.
+        """
+        from latentzarr_codecs import LatentPCodec
+
+        return len(LatentPCodec(dtype=self.record(image_id)["dtype"]).encode(self.get_one(image_id)))
+
     # ------------------------------------------------------------------------------------ reporting
     def arrays(self) -> list[dict[str, Any]]:
         """One dict per array: name, model, model_attrs, shape (C, h, w), dtype, shard_images, images, rows."""
