@@ -197,10 +197,9 @@ class LatentWorkerPlugin(WorkerPlugin):
         if remote:
             self._count("spilled")
         key = cache_key(image_id, rendition)
-        if not remote and key in self.cache:  # finished by a read that ran before this one
-            cached = self.cache.peek_image(key)
-            if cached is not None:
-                return cached
+        cached = None if remote else self.cache.peek_image(key)  # finished by a read that ran before this one
+        if cached is not None:
+            return cached
         # The latent tier keeps the decompressed latent (decompression costs < 1 ms but re-compressing a
         # fetched latent costs tens of ms, more than the bytes it would save).
         latent = self._owner_call(owner, "latentzarr_latent", image_id=image_id) if remote \
