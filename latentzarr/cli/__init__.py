@@ -16,6 +16,7 @@ __all__ = ["cli", "main"]
 COMMANDS: dict[str, str] = {
     "batch-decode": "latentzarr.cli.batch:batch_decode_cmd",
     "bench": "latentzarr.cli.bench:bench",
+    "cost": "latentzarr.cli.cost:cost",
     "demo": "latentzarr.cli.demo:demo",
     "export": "latentzarr.cli.store_cmds:export_cmd",
     "info": "latentzarr.cli.store_cmds:info_cmd",
