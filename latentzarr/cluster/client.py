@@ -41,6 +41,8 @@ FAST_PATH_TIMEOUT_S = 2.0
 class ReadFailedError(LatentZarrError, RuntimeError):
     """A read could not complete (its worker died repeatedly or the cluster is gone); retrying may succeed."""
 
+    retryable = True
+
 
 def _read_task(image_id: str, rendition: Any, owner: str | None) -> bytes:
     return get_latentzarr_plugin().render(image_id, rendition, owner)

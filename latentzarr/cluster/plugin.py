@@ -11,6 +11,11 @@ registers the worker RPC handlers the client and other workers call directly (no
 ``latentzarr_stats``   this worker's counters
 =====================  =======================================================================================
 
+Under faults: a store that fails transiently is retried by the store itself (bounded), then the read raises
+:class:`~latentzarr.errors.StoreUnavailableError` (retryable); cached pictures and latents are still served while
+the store is down. A worker whose store could not be opened at start-up opens it at its first read. Above
+``shed_at`` x the worker's memory limit the worker empties its cache (see :meth:`LatentWorkerPlugin.check_memory`).
+
 Tasks reach the plugin with :func:`get_latentzarr_plugin`.
 """
 
@@ -22,13 +27,14 @@ import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+import dask
 import numpy as np
 from distributed import WorkerPlugin, get_worker
 from distributed.comm.core import CommClosedError
 from distributed.protocol import to_serialize
 from distributed.utils import sync
 
-from latentzarr.errors import LatentZarrError
+from latentzarr.errors import LatentZarrError, StoreUnavailableError
 
 if TYPE_CHECKING:  # pragma: no cover
     from distributed import Worker
@@ -38,6 +44,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from latentzarr.models import LatentAutoencoder
     from latentzarr.models.images import Rendition
     from latentzarr.store import LatentStore
+    from latentzarr.store.faults import FaultInjector
 
 __all__ = ["PLUGIN_NAME", "LatentWorkerPlugin", "PluginMissingError", "get_latentzarr_plugin"]
 
@@ -46,6 +53,8 @@ DEFAULT_CACHE_BYTES = 256 * 2**20
 """Default per-worker cache budget (bytes): both tiers together."""
 OWNER_TIMEOUT_S = 2.0
 """Longest wait (s) for the owner worker's cache during a read that runs elsewhere."""
+MEMORY_CHECK_MS = 200
+"""Period (ms) of the worker memory check that sheds the cache under memory pressure."""
 
 
 class PluginMissingError(LatentZarrError, RuntimeError):
@@ -73,6 +82,13 @@ class LatentWorkerPlugin(WorkerPlugin):
         Decode batching: most latents per forward pass, longest wait (ms) for companions.
     torch_threads
         ``torch.set_num_threads`` on the worker (None: leave as is).
+    faults
+        Inject faults into the worker's store I/O (:class:`~latentzarr.store.faults.FaultInjector`; tests, soak).
+    shed_at
+        Fraction of the worker's memory limit above which the worker empties its cache (None: Dask's
+        ``distributed.worker.memory.spill`` fraction, which comes before the *pause* fraction; False: never).
+        The plugin's memory is unmanaged to Dask, so without this a worker over its limit is paused and then
+        restarted, losing the cache anyway and failing the reads in flight.
     """
 
     name = PLUGIN_NAME
@@ -81,7 +97,8 @@ class LatentWorkerPlugin(WorkerPlugin):
     def __init__(self, store_url: str, *, storage_options: Mapping[str, Any] | None = None,
                  cache_bytes: int = DEFAULT_CACHE_BYTES, cache_options: Mapping[str, Any] | None = None,
                  model: str | None = None, device: str | None = None, max_batch: int = 8,
-                 max_wait_ms: float = 2.0, torch_threads: int | None = None) -> None:
+                 max_wait_ms: float = 2.0, torch_threads: int | None = None,
+                 faults: FaultInjector | None = None, shed_at: float | bool | None = None) -> None:
         if not isinstance(cache_bytes, int) or cache_bytes < 0:
             raise ValueError(f"Expected cache_bytes as an int >= 0. Got {cache_bytes!r} instead.")
         if max_batch < 1 or max_wait_ms < 0:
@@ -96,7 +113,14 @@ class LatentWorkerPlugin(WorkerPlugin):
         self.max_batch = int(max_batch)
         self.max_wait_ms = float(max_wait_ms)
         self.torch_threads = torch_threads
+        self.faults = faults
+        if shed_at is None:
+            shed_at = dask.config.get("distributed.worker.memory.spill") or 0.7
+        if shed_at is not False and not 0 < float(shed_at) <= 1:
+            raise ValueError(f"Expected shed_at in (0, 1], None or False. Got {shed_at!r} instead.")
+        self.shed_at = False if shed_at is False else float(shed_at)
         self.worker: Worker | None = None
+        self._store: LatentStore | None = None
 
     def __repr__(self) -> str:
         return (f"LatentWorkerPlugin(store_url={self.store_url!r}, cache_bytes={self.cache_bytes}, "
@@ -112,23 +136,37 @@ class LatentWorkerPlugin(WorkerPlugin):
 
             torch.set_num_threads(self.torch_threads)
         self.worker = worker
-        self.store: LatentStore = LatentStore.open(self.store_url, mode="r", storage_options=self.storage_options)
+        self._store_lock = threading.Lock()
+        try:
+            self._store = LatentStore.open(self.store_url, mode="r", storage_options=self.storage_options,
+                                           faults=self.faults)
+        except StoreUnavailableError:  # the store is down: open it at the first read instead
+            self._store = None
         self.cache: DualFormatCache = DualFormatCache(max(self.cache_bytes, 1), **self.cache_options)
         self._models: dict[str, LatentAutoencoder] = {}
         self._batchers: dict[str, DecodeBatcher] = {}
         self._mutex = threading.Lock()
         self.counters = dict.fromkeys(
-            ("reads", "decodes", "store_fetches", "spilled", "writebacks", "owner_unreachable"), 0)
+            ("reads", "decodes", "store_fetches", "spilled", "writebacks", "owner_unreachable", "sheds"), 0)
         worker.handlers.update({
             "latentzarr_image": self._h_image,
             "latentzarr_latent": self._h_latent,
             "latentzarr_admit": self._h_admit,
             "latentzarr_stats": self._h_stats,
         })
+        if self.shed_at is not False:
+            from tornado.ioloop import PeriodicCallback
+
+            pc = PeriodicCallback(self.check_memory, MEMORY_CHECK_MS)
+            worker.periodic_callbacks["latentzarr-memory"] = pc  # the worker stops it when it closes
+            pc.start()
 
     def teardown(self, worker: Worker) -> None:
         for name in ("latentzarr_image", "latentzarr_latent", "latentzarr_admit", "latentzarr_stats"):
             worker.handlers.pop(name, None)
+        pc = worker.periodic_callbacks.pop("latentzarr-memory", None)
+        if pc is not None:
+            pc.stop()
         for batcher in getattr(self, "_batchers", {}).values():
             batcher.close()
 
@@ -147,6 +185,38 @@ class LatentWorkerPlugin(WorkerPlugin):
 
     async def _h_stats(self) -> dict[str, Any]:
         return self.stats()
+
+    @property
+    def store(self) -> LatentStore:
+        """The worker's store handle, opened at setup or, if the store was down then, at first use.
+
+        Raises :class:`~latentzarr.errors.StoreUnavailableError` while the store cannot be opened.
+        """
+        if self._store is None:
+            from latentzarr.store import LatentStore
+
+            with self._store_lock:
+                if self._store is None:
+                    self._store = LatentStore.open(self.store_url, mode="r", storage_options=self.storage_options,
+                                                   faults=self.faults)
+        return self._store
+
+    def check_memory(self) -> bool:
+        """Empty the cache when the worker process uses more than ``shed_at`` x its memory limit; True if shed.
+
+        Runs every :data:`MEMORY_CHECK_MS` ms on the worker. Behaviour under memory pressure: the cache never
+        exceeds its byte budget anyway; above the threshold every cached object is dropped (counted in
+        ``sheds``), so reads degrade to store fetches and decodes -- slower, never failing -- and the cache
+        refills once memory is back under the threshold.
+        """
+        limit = self.worker.memory_manager.memory_limit if self.worker is not None else None
+        if not limit or self.shed_at is False or not len(self.cache):
+            return False
+        if self.worker.monitor.get_process_memory() <= self.shed_at * limit:
+            return False
+        self.cache.clear()
+        self._count("sheds")
+        return True
 
     # ------------------------------------------------------------------------------------------ work
     def model_for(self, image_id: str) -> LatentAutoencoder:
