@@ -381,3 +381,44 @@ def test_encoded_size_equals_the_chunk_bytes_in_the_shard(tmp_path):
     index = np.frombuffer(shard.read_bytes()[-(16 * 4 + 4):-4], dtype="<u8").reshape(4, 2)
     for image_id in ("a", "b", "c"):
         assert store.encoded_size(image_id) == index[store.record(image_id)["row"], 1]
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: d.name)
+def test_get_encoded_is_the_stored_chunk_and_decodes_bit_exact(tmp_path: Path, dtype: np.dtype) -> None:
+    import pickle
+
+    store = LatentStore.create(tmp_path / "s.zarr", shard_images=4)
+    x = random_latents(6, dtype=dtype)
+    ids = [f"i{k}" for k in range(6)]
+    store.put(ids[:3], x[:3], model="m")  # rows 0..2 of shard 0
+    store.put(ids[3:], x[3:], model="m")  # rows 4..6 of shard 1 (a put never shares a shard)
+    for image_id, expected in zip(ids, x, strict=True):
+        enc = store.get_encoded(image_id)
+        assert enc.dtype == dtype.name and enc.shape == (4, 8, 8)
+        assert same_bits(enc.decode(), expected) and same_bits(enc.decode(), store[image_id])
+        assert enc.nbytes == store.encoded_size(image_id) < expected.nbytes + 64
+        assert same_bits(pickle.loads(pickle.dumps(enc)).decode(), expected)
+    with pytest.raises(UnknownIdError, match="'nope'"):
+        store.get_encoded("nope")
+
+
+def test_get_encoded_detects_damage(tmp_path: Path) -> None:
+    import dataclasses
+
+    store = LatentStore.create(tmp_path / "s.zarr", shard_images=4)
+    store.put(["a", "b"], random_latents(2), model="m")
+    store.put(["c"], random_latents(1, seed=2), model="m")
+    enc = store.get_encoded("a")
+    flipped = bytearray(enc.data)
+    flipped[-1] ^= 0x01
+    with pytest.raises(CorruptDataError, match="CRC"):
+        dataclasses.replace(enc, data=bytes(flipped)).decode()
+    shard = next((tmp_path / "s.zarr" / "arrays").rglob("c/0/0/0/0"))
+    data = bytearray(shard.read_bytes())
+    data[-10] ^= 0xFF  # inside the shard index
+    shard.write_bytes(bytes(data))
+    with pytest.raises(CorruptDataError, match=r"'a'.*CRC-32C"):
+        store.get_encoded("a")
+    next((tmp_path / "s.zarr" / "arrays").rglob("c/1/0/0/0")).unlink()
+    with pytest.raises(CorruptDataError, match=r"'c'.*missing"):
+        store.get_encoded("c")

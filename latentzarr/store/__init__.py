@@ -7,7 +7,9 @@ This package imports neither torch nor :mod:`latentzarr.models`.
 from __future__ import annotations
 
 from latentzarr.store.arrays import ArrayMeta
+from latentzarr.store.chunks import EncodedLatent
 from latentzarr.store.core import DEFAULT_SHARD_IMAGES, LatentStore, MixedArraysError
 from latentzarr.store.layout import FORMAT_VERSION, LOGICAL_DTYPES
 
-__all__ = ["DEFAULT_SHARD_IMAGES", "FORMAT_VERSION", "LOGICAL_DTYPES", "ArrayMeta", "LatentStore", "MixedArraysError"]
+__all__ = ["DEFAULT_SHARD_IMAGES", "FORMAT_VERSION", "LOGICAL_DTYPES", "ArrayMeta", "EncodedLatent", "LatentStore",
+           "MixedArraysError"]

@@ -62,6 +62,7 @@ from latentzarr.store.validation import (
 if TYPE_CHECKING:
     import xarray as xr
 
+    from latentzarr.store.chunks import EncodedLatent
     from latentzarr.store.faults import FaultInjector
 
 __all__ = ["CHECKPOINT_EVERY", "DEFAULT_SHARD_IMAGES", "LatentStore", "MixedArraysError"]
@@ -476,14 +477,29 @@ class LatentStore:
         rec.update(model=meta.model, model_attrs=dict(meta.model_attrs), shape=meta.shape, dtype=meta.dtype)
         return rec
 
-    def encoded_size(self, image_id: str) -> int:
-        """Bytes of ``image_id``'s chunk as its array's codec writes it (without the shard index entry).
+    def get_encoded(self, image_id: str) -> EncodedLatent:
+        """The stored chunk of ``image_id``, compressed, as its array's codec wrote it (no decode).
 
-        Re-encodes the latent (deterministic, so equal to the stored chunk); costs one read and one encode.
+        ``get_encoded(id).decode()`` equals ``get_one(id)`` bit for bit. Two ranged reads (shard index, chunk);
+        transient storage errors are retried like every read.
+
+        Raises
+        ------
+        UnknownIdError
+            The id is not committed.
+        CorruptDataError
+            The shard is missing or damaged (the chunk's own CRC-32 is checked by ``decode()``).
         """
-        from latentzarr_codecs import LatentPCodec
+        from latentzarr.store.chunks import read_encoded
 
-        return len(LatentPCodec(dtype=self.record(image_id)["dtype"]).encode(self.get_one(image_id)))
+        code, row = self._index.locate(self._positions([image_id]))
+        meta = self._array_meta(self._index.array_name(int(code[0])))
+        return with_retries(lambda: read_encoded(self._backend.zarr_store, meta, int(row[0]), image_id),
+                            what=f"the stored chunk of {image_id!r}", url=self.url)
+
+    def encoded_size(self, image_id: str) -> int:
+        """Bytes of ``image_id``'s stored chunk (without its shard index entry)."""
+        return self.get_encoded(image_id).nbytes
 
     # ------------------------------------------------------------------------------------ reporting
     def arrays(self) -> list[dict[str, Any]]:
