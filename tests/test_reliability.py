@@ -22,10 +22,15 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import errno
+import io
+import os
+import signal
+import time
 from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from latentzarr.errors import CorruptDataError, StoreUnavailableError, UnknownIdError
 from latentzarr.store import LatentStore
@@ -200,3 +205,150 @@ def test_disk_full_during_ingest_commits_nothing_and_loses_nothing(tmp_path, lat
     assert fresh.ids() == committed + later
     assert fresh.verify()["ok"] == 16
     assert all(bits(fresh[i]) == bits(latents64[i]) for i in committed + later)
+
+
+# ----------------------------------------------------------------------------------------------- cluster level
+ERROR_RATE = 0.05
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory, latents64):
+    """(LatentClient, store path, unreachable flag path): 3 worker processes reading through 5% injected errors."""
+    from latentzarr.cluster import start_cluster
+
+    root = tmp_path_factory.mktemp("reliability")
+    make_store(root / "s.zarr", latents64)
+    flag = root / "store-down"
+    faults = FaultInjector(error_rate=ERROR_RATE, latency_ms=(0, 2), unreachable_file=str(flag), seed=11)
+    lc = start_cluster(str(root / "s.zarr"), n_workers=3, threads_per_worker=1, cache_bytes=64 * 2**10,
+                       torch_threads=1, faults=faults)
+    yield lc, root / "s.zarr", flag
+    lc.close()
+
+
+def clear_caches(lc) -> None:
+    def clear(dask_worker) -> None:
+        dask_worker.plugins["latentzarr"].cache.clear()
+
+    lc.client.run(clear)
+
+
+def read_retrying(lc, image_id: str, tries: int = 6) -> bytes:
+    """A client that follows the contract: retry a retryable error."""
+    for attempt in range(tries):
+        try:
+            return lc.read(image_id, "png")
+        except Exception as exc:
+            if not getattr(exc, "retryable", False) or attempt == tries - 1:
+                raise
+            time.sleep(0.2)
+    raise AssertionError("unreachable")
+
+
+@pytest.fixture(scope="module")
+def reference(served, latents64, taef2) -> dict[str, bytes]:
+    """Each id's PNG as the cluster serves it, checked against an in-process decode of the stored latent."""
+    lc, _, _ = served
+    out = {i: read_retrying(lc, i) for i in latents64}
+    for image_id, png in out.items():
+        served_px = np.asarray(Image.open(io.BytesIO(png))).astype(int)
+        local_px = taef2.decode(latents64[image_id][None])[0].astype(int)
+        assert np.abs(served_px - local_px).max() <= 2, image_id  # thread counts differ (design.md)
+    return out
+
+
+def test_dead_worker_during_reads_under_store_errors(served, reference) -> None:
+    lc, _, _ = served
+    clear_caches(lc)
+    victim = sorted(lc.client.scheduler_info()["workers"])[0]
+    pid = lc.client.run(os.getpid, workers=[victim])[victim]
+    ids = [list(reference)[k % len(reference)] for k in range(150)]
+    with cf.ThreadPoolExecutor(6) as pool:
+        pending = [pool.submit(lc.read, i, "png") for i in ids]
+        time.sleep(0.3)
+        os.kill(pid, signal.SIGKILL)
+        outcomes = []
+        for image_id, fut in zip(ids, pending, strict=True):
+            try:
+                outcomes.append("ok" if fut.result(timeout=120) == reference[image_id] else "WRONG")
+            except Exception as exc:
+                assert getattr(exc, "retryable", False), f"{type(exc).__name__}: {exc}"  # clear and retryable
+                outcomes.append(type(exc).__name__)
+    assert "WRONG" not in outcomes and outcomes.count("ok") > len(ids) // 2
+    for image_id in reference:  # reads go on (on the other workers while the victim restarts)
+        assert read_retrying(lc, image_id) == reference[image_id]
+    stats = lc.stats()["total"]
+    assert stats["store_fetches"] > 0
+
+
+def test_store_down_then_back_in_the_cluster(served, reference) -> None:
+    lc, _, flag = served
+    clear_caches(lc)
+    flag.touch()
+    try:
+        for image_id in list(reference)[:6]:
+            with pytest.raises(StoreUnavailableError, match="unreachable or failing") as info:
+                lc.read(image_id, "png")
+            assert info.value.retryable
+    finally:
+        flag.unlink()
+    for image_id, png in reference.items():  # back: nothing restarted, every read right
+        assert read_retrying(lc, image_id) == png
+
+
+def test_cache_budget_holds_and_memory_pressure_sheds_the_cache(served, reference) -> None:
+    lc, _, _ = served
+    for image_id in reference:
+        read_retrying(lc, image_id)
+    for st in lc.stats()["workers"].values():
+        assert st["image_bytes"] + st["latent_bytes"] <= st["capacity"] == 64 * 2**10
+    worker = sorted(lc.client.scheduler_info()["workers"])[-1]
+    mine = [i for i in reference if lc.owner(i) == worker]
+    for image_id in mine:
+        read_retrying(lc, image_id)
+
+    def press(dask_worker, extra: int) -> int:
+        plugin = dask_worker.plugins["latentzarr"]
+        rss, limit = dask_worker.monitor.get_process_memory(), dask_worker.memory_manager.memory_limit
+        plugin.shed_at = (rss + extra // 2) / limit  # the threshold lies inside the ballast about to be allocated
+        dask_worker.latentzarr_test_ballast = np.ones(extra, dtype=np.uint8)
+        return len(plugin.cache)
+
+    def release(dask_worker) -> None:
+        del dask_worker.latentzarr_test_ballast
+
+    assert lc.client.run(press, extra=300 * 2**20, workers=[worker])[worker] > 0
+    deadline = time.monotonic() + 30
+    while lc.stats()["workers"][worker]["sheds"] == 0 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    st = lc.stats()["workers"][worker]
+    assert st["sheds"] >= 1 and st["image_objects"] + st["latent_objects"] == 0
+    lc.client.run(release, workers=[worker])
+    time.sleep(1)
+    for image_id in mine:  # degraded, not failing; the cache refills once memory is back
+        assert read_retrying(lc, image_id) == reference[image_id]
+    st = lc.stats()["workers"][worker]
+    assert st["image_objects"] + st["latent_objects"] > 0
+
+
+def test_corrupt_shard_through_the_cluster(served, reference) -> None:
+    lc, path, _ = served
+    shard = sorted((path / "arrays").rglob("c/2/0/0/0"))[0]  # rows 16..23
+    original = shard.read_bytes()
+    data = bytearray(original)
+    data[len(data) // 2] ^= 0xFF
+    try:
+        shard.write_bytes(bytes(data))
+        clear_caches(lc)
+        bad = set(LatentStore.open(path).verify()["unreadable"])
+        assert bad
+        for image_id in reference:
+            if image_id in bad:
+                with pytest.raises(CorruptDataError, match=repr(image_id)) as info:
+                    lc.read(image_id, "png")
+                assert not info.value.retryable
+            else:
+                assert read_retrying(lc, image_id) == reference[image_id]
+    finally:
+        shard.write_bytes(original)
+    assert LatentStore.open(path).verify()["ok"] == N_IDS
