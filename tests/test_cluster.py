@@ -98,6 +98,24 @@ def test_hot_id_is_served_from_the_owner_image_tier(lc):
     assert lc.stats()["total"]["decodes"] == decodes  # an image hit decodes nothing
 
 
+def test_latent_tier_holds_the_stored_chunk_compressed(lc, store_url):
+    from latentzarr.store import LatentStore
+
+    image_id = "img-033"
+    lc.read(image_id)  # a miss: the fetched chunk goes to the owner's latent tier
+
+    def held(dask_worker, image_id):
+        from latentzarr.cluster.plugin import PLUGIN_NAME
+
+        value = dask_worker.plugins[PLUGIN_NAME].cache.peek_latent(image_id)
+        return None if value is None else (type(value).__name__, value.nbytes, value.decode())
+
+    kind, nbytes, latent = lc.client.run(held, image_id=image_id, workers=[lc.owner(image_id)])[lc.owner(image_id)]
+    store = LatentStore.open(store_url)
+    assert kind == "EncodedLatent" and nbytes == store.encoded_size(image_id) < store[image_id].nbytes
+    assert np.array_equal(latent.view(np.uint16), store[image_id].view(np.uint16))
+
+
 def test_saturated_owner_spills_and_results_land_in_owner_cache(store_url):
     lc = start_cluster(store_url, n_workers=2, threads_per_worker=1, cache_bytes=32 * 2**20, torch_threads=1)
     try:

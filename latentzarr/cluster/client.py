@@ -49,7 +49,7 @@ def _read_task(image_id: str, rendition: Any, owner: str | None) -> bytes:
 
 
 def _latent_task(image_id: str) -> np.ndarray:
-    return get_latentzarr_plugin().fetch_latent(image_id)[0]
+    return get_latentzarr_plugin().fetch_latent(image_id)[0].decode()
 
 
 def _worker_stats(dask_worker: Any) -> dict[str, Any]:
