@@ -223,6 +223,14 @@ def test_unknown_array_and_mixed_shapes(store_path, tmp_path, latents64):
     assert list(open_ds(tmp_path / "mixed", array="taef2-32x4x4-float16").image_id.values) == ["small"]
 
 
+def test_empty_store(tmp_path):
+    LatentStore.create(tmp_path / "empty")
+    ds = open_ds(tmp_path / "empty", chunks={})
+    assert ds.sizes["image"] == 0 and ds.latent.decode().shape == (0, 0, 0, 3)
+    with pytest.raises(ValueError, match="at least one image"):
+        ds.latent.show()
+
+
 def test_not_a_latent_store(tmp_path):
     zarr.create_group(str(tmp_path / "plain.zarr"), zarr_format=3)
     with pytest.raises(NotALatentStoreError, match="engine='zarr'"):

@@ -113,7 +113,8 @@ def decode_latents(latent: xr.DataArray, model: str | LatentAutoencoder | None =
         out_hw=out_hw, dtype=np.uint8, chunks=(data.chunks[0], (out_hw[0],), (out_hw[1],), (3,)),
         meta=np.empty((0, 0, 0, 0), dtype=np.uint8), name=f"latentzarr-decode-{token}",
     )
-    coords = latent.isel(channel=0, y=0, x=0, drop=True).coords
+    other = [k for k, v in latent.coords.items() if set(v.dims) - {"image"}]  # latent y/x are not pixel y/x
+    coords = latent.drop_vars(other).coords  # keeps the indexes (image_id, model...)
     out = xr.DataArray(pixels, dims=("image", "y", "x", "rgb"), coords=coords, name="pixels",
                        attrs={"long_name": "decoded picture", "units": "uint8 RGB",
                               "models": ",".join(names), "device": str(device)})
