@@ -80,7 +80,8 @@ def store_url(tmp_path_factory, taef2_latents) -> str:
 
 @pytest.fixture(scope="module")
 def base(store_url):
-    with ServerThread(create_app(store_url, **CLUSTER)) as server:
+    # no rate limit: the load test below is 2000 requests from one client (tests/test_http_limits.py covers limits)
+    with ServerThread(create_app(store_url, **CLUSTER, rate_limit=None)) as server:
         yield server.url
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import click
 
 from latentzarr.cli._common import one_line_errors
+from latentzarr.http.auth import TOKEN_ENV
+from latentzarr.http.limits import DEFAULT_BURST, DEFAULT_MAX_BODY, DEFAULT_MAX_URL, DEFAULT_RATE
 
 
 @click.command("serve")
@@ -20,17 +22,33 @@ from latentzarr.cli._common import one_line_errors
               help="Threads per local worker.")
 @click.option("--cache-mib", type=click.IntRange(1, 2**20), default=256, show_default=True,
               help="Cache budget per worker (MiB, both tiers).")
+@click.option("--rate-limit", type=click.FloatRange(0, min_open=False), default=DEFAULT_RATE, show_default=True,
+              metavar="R", help="Requests per second per client address (token bucket; 0: no limit). "
+              "/healthz and /metrics are exempt.")
+@click.option("--burst", type=click.IntRange(1), default=DEFAULT_BURST, show_default=True, metavar="N",
+              help="Requests a client may make at once before --rate-limit applies.")
+@click.option("--max-body", type=click.IntRange(0), default=DEFAULT_MAX_BODY, show_default=True, metavar="BYTES",
+              help="Largest request body (the API is GET-only); larger: 413.")
+@click.option("--max-url", type=click.IntRange(0), default=DEFAULT_MAX_URL, show_default=True, metavar="BYTES",
+              help="Longest path plus query string; longer: 414.")
+@click.option("--token-file", type=click.Path(exists=True, dir_okay=False), default=None,
+              help=f"File holding a bearer token that every route but /healthz, /openapi.json and the gallery page "
+              f"requires (default: ${TOKEN_ENV} if set, else no token). Never pass a token itself as an argument.")
 @click.option("--log-level", type=click.Choice(["critical", "error", "warning", "info", "debug"]),
               default="warning", show_default=True)
 @one_line_errors
 def serve(store: str, host: str, port: int, address: str | None, n_workers: int | None, threads_per_worker: int,
-          cache_mib: int, log_level: str) -> None:
+          cache_mib: int, rate_limit: float, burst: int, max_body: int, max_url: int, token_file: str | None,
+          log_level: str) -> None:
     """Serve STORE's pictures over HTTP (GET /v1/images/{id}) with a gallery page at /, until Ctrl-C."""
+    from latentzarr.http.auth import load_token
     from latentzarr.http.server import serve as run
 
+    token = load_token(token_file)
     try:
         run(store, host=host, port=port, address=address, n_workers=n_workers,
             threads_per_worker=threads_per_worker, cache_bytes=cache_mib * 2**20, echo=click.echo,
-            log_level=log_level)
+            log_level=log_level, rate_limit=rate_limit or None, burst=burst, max_body=max_body, max_url=max_url,
+            token=token)
     except (OSError, RuntimeError) as exc:
         raise click.ClickException(str(exc).splitlines()[0]) from exc

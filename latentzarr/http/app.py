@@ -14,9 +14,14 @@ Routes (see :func:`latentzarr.http.openapi.openapi_document` for the full contra
 ``GET /openapi.json``           the OpenAPI document
 ==============================  ===========================================================================
 
+Request limits (:mod:`latentzarr.http.limits`, on by default): path + query length (414), body size (413), a
+per-client token bucket (429 with ``Retry-After``; ``/healthz`` and ``/metrics`` exempt). An optional bearer token
+(:mod:`latentzarr.http.auth`, off by default) guards every route but ``/healthz``, ``/openapi.json`` and the
+gallery page and its assets (401 with ``WWW-Authenticate: Bearer``); the page asks for the token and sends it
+as a header.
+
 Errors are JSON ``{"error", "detail", ...}``, never a stack trace: unknown id 404; bad parameter 422 naming it
-(``"parameter"``); cluster or store unavailable 503 with ``Retry-After``. The app is a plain Starlette app with
-a middleware list, so rate limits and bearer tokens can be added as middleware.
+(``"parameter"``); cluster or store unavailable 503 with ``Retry-After``; refused by a limit 401/413/414/429.
 """
 
 from __future__ import annotations
@@ -39,6 +44,17 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from latentzarr.errors import InvalidIdError, InvalidRenditionError, LatentZarrError, UnknownIdError
+from latentzarr.http.auth import BearerAuth, validate_token
+from latentzarr.http.limits import (
+    DEFAULT_BURST,
+    DEFAULT_MAX_BODY,
+    DEFAULT_MAX_URL,
+    DEFAULT_RATE,
+    RATE_EXEMPT,
+    LimitsMiddleware,
+    RateLimiter,
+    size_limit,
+)
 from latentzarr.http.metrics import CONTENT_TYPE, ROUTE_KEY, HttpMetrics, MetricsMiddleware
 from latentzarr.http.openapi import openapi_document
 from latentzarr.http.params import (
@@ -56,6 +72,14 @@ __all__ = ["AppConfig", "create_app"]
 log = logging.getLogger(__name__)
 
 STATIC_DIR = Path(__file__).parent / "static"
+GALLERY_HEADERS = {
+    "Cache-Control": "no-cache",
+    # the page runs only its own script and shows only same-origin and blob: pictures (the token lives in it)
+    "Content-Security-Policy": "default-src 'self'; img-src 'self' blob:; object-src 'none'; base-uri 'none'; "
+                               "frame-ancestors 'none'; form-action 'none'",
+    "Referrer-Policy": "no-referrer",
+    "X-Content-Type-Options": "nosniff",
+}
 IMAGE_CACHE_CONTROL = "public, max-age=86400"
 """A rendition of a stored latent never changes (ids are immutable); the ETag covers a changed decoder setup."""
 RETRY_AFTER_S = 5
@@ -70,12 +94,21 @@ MEMO_ENTRIES = 1_000_000
 
 
 class AppConfig:
-    """Settings of :func:`create_app` (cluster, store, refresh interval), kept on ``app.state.config``."""
+    """Settings of :func:`create_app` (cluster, store, refresh interval, limits), kept on ``app.state.config``.
+
+    Request limits (see :mod:`latentzarr.http.limits`; ``None`` turns one off): ``rate_limit`` requests/s per
+    client with bursts of ``burst`` requests, ``rate_exempt`` paths not rate limited, ``max_body`` and
+    ``max_url`` bytes. ``token``: the bearer token every non-public route requires (None: no token; see
+    :func:`latentzarr.http.auth.load_token`); it is never shown by ``repr``.
+    """
 
     def __init__(self, store_url: str, *, address: str | None = None, n_workers: int | None = None,
                  threads_per_worker: int = 2, cache_bytes: int | None = None, storage_options: dict | None = None,
                  refresh_s: float = REFRESH_S, read_timeout_s: float = READ_TIMEOUT_S,
-                 cluster_options: dict[str, Any] | None = None) -> None:
+                 cluster_options: dict[str, Any] | None = None, rate_limit: float | None = DEFAULT_RATE,
+                 burst: int = DEFAULT_BURST, max_body: int | None = DEFAULT_MAX_BODY,
+                 max_url: int | None = DEFAULT_MAX_URL, rate_exempt: tuple[str, ...] = RATE_EXEMPT,
+                 token: str | None = None) -> None:
         self.store_url = str(store_url)
         self.address = address
         self.n_workers = n_workers
@@ -85,6 +118,26 @@ class AppConfig:
         self.refresh_s = float(refresh_s)
         self.read_timeout_s = float(read_timeout_s)
         self.cluster_options = dict(cluster_options or {})
+        self.rate_limit = rate_limit
+        self.burst = burst
+        if rate_limit is not None:
+            RateLimiter(rate_limit, burst)  # refuses a bad rate or burst now rather than at the first request
+        self.max_body = size_limit("max_body", max_body)
+        self.max_url = size_limit("max_url", max_url)
+        self.rate_exempt = tuple(rate_exempt)
+        self.token = validate_token(token) if token is not None else None
+
+    def __repr__(self) -> str:
+        return (f"AppConfig({self.store_url!r}, address={self.address!r}, rate_limit={self.rate_limit!r}, "
+                f"burst={self.burst!r}, max_body={self.max_body!r}, max_url={self.max_url!r}, "
+                f"token={'<set>' if self.token is not None else None})")
+
+    def limits_middleware(self, on_reject: Callable[[str], None] | None = None) -> Middleware:
+        """The :class:`~latentzarr.http.limits.LimitsMiddleware` of these settings (validates them)."""
+        auth = BearerAuth(self.token) if self.token is not None else None
+        limiter = RateLimiter(self.rate_limit, self.burst) if self.rate_limit is not None else None
+        return Middleware(LimitsMiddleware, limiter=limiter, max_body=self.max_body, max_url=self.max_url,
+                          auth=auth, rate_exempt=self.rate_exempt, on_reject=on_reject)
 
 
 def _problem(status: int, error: str, detail: str, headers: dict[str, str] | None = None, **extra: Any) -> Response:
@@ -213,8 +266,7 @@ def _route(request: Request, name: str) -> None:
 # ---------------------------------------------------------------------------------------------- handlers
 async def gallery(request: Request) -> Response:
     _route(request, "/")
-    return FileResponse(STATIC_DIR / "index.html", media_type="text/html; charset=utf-8",
-                        headers={"Cache-Control": "no-cache"})
+    return FileResponse(STATIC_DIR / "index.html", media_type="text/html; charset=utf-8", headers=GALLERY_HEADERS)
 
 
 async def list_images(request: Request) -> Response:
@@ -324,7 +376,7 @@ async def metrics_route(request: Request) -> Response:
 
 async def openapi(request: Request) -> Response:
     _route(request, "/openapi.json")
-    return JSONResponse(openapi_document())
+    return JSONResponse(openapi_document(bearer=request.app.state.config.token is not None))
 
 
 # ---------------------------------------------------------------------------------------------- errors
@@ -405,13 +457,14 @@ def create_app(store_url: str | None = None, *, config: AppConfig | None = None,
     on_ready
         Called once the cluster and the store are up (e.g. to print the URL).
     middleware
-        Extra Starlette middleware (authentication, rate limits), run inside the metrics middleware.
+        Extra Starlette middleware, run inside the metrics and the limits middleware.
     """
     if config is None:
         if store_url is None:
             raise ValueError("Expected store_url or config. Got neither.")
         config = AppConfig(store_url, **options)
     metrics = HttpMetrics()
+    limits = config.limits_middleware(on_reject=lambda reason: metrics.rejected.labels(reason).inc())
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -462,7 +515,7 @@ def create_app(store_url: str | None = None, *, config: AppConfig | None = None,
         Mount("/static", StaticFiles(directory=STATIC_DIR), name="static"),
     ]
     app = Starlette(routes=routes, lifespan=lifespan, exception_handlers=_exception_handlers(),
-                    middleware=[Middleware(MetricsMiddleware, metrics=metrics), *(middleware or [])])
+                    middleware=[Middleware(MetricsMiddleware, metrics=metrics), limits, *(middleware or [])])
     app.state.config = config
     app.state.metrics = metrics
     return app

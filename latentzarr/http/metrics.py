@@ -14,12 +14,14 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, generate_la
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-__all__ = ["CONTENT_TYPE", "ROUTE_KEY", "HttpMetrics", "MetricsMiddleware"]
+__all__ = ["CONTENT_TYPE", "REJECT_REASONS", "ROUTE_KEY", "HttpMetrics", "MetricsMiddleware"]
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 ROUTE_KEY = "latentzarr.route"
 """ASGI scope key where a handler names its route template (the ``route`` label)."""
 
+REJECT_REASONS = ("url_too_long", "body_too_large", "rate_limited", "unauthorized")
+"""Values of the ``reason`` label of ``latentzarr_http_rejected_total`` (the checks of ``limits.py``)."""
 LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 """Histogram bucket bounds (seconds)."""
 
@@ -97,6 +99,12 @@ class HttpMetrics:
         self.unavailable = Counter("latentzarr_http_unavailable",
                                    "Requests answered 503 because the cluster or the store failed, by cause.",
                                    ["cause"], registry=self.registry)
+        self.rejected = Counter("latentzarr_http_rejected",
+                                "Requests refused by the request limits, by reason (url_too_long 414, "
+                                "body_too_large 413, rate_limited 429, unauthorized 401).",
+                                ["reason"], registry=self.registry)
+        for reason in REJECT_REASONS:
+            self.rejected.labels(reason)
         self._workers = _WorkerCollector()
         self.registry.register(self._workers)
 

@@ -17,17 +17,28 @@ def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
     return {"description": description, "content": {"application/json": {"schema": schema}}}
 
 
+_RETRY_AFTER = {"Retry-After": {"schema": {"type": "integer"}, "description": "Seconds."}}
+LIMIT_CODES = (413, 414, 429)
+"""Statuses every operation may answer when request limits are on (see :mod:`latentzarr.http.limits`)."""
+
+
 def _errors(*codes: int) -> dict[str, Any]:
     texts = {
+        401: "Missing or wrong bearer token (`WWW-Authenticate: Bearer`).",
         404: "Unknown image id.",
+        413: "Request body too large (the API reads none).",
+        414: "Path and query too long.",
         422: "Invalid parameter; `parameter` names it.",
+        429: "Too many requests from this client; retry after `Retry-After` seconds.",
         503: "Cluster or store unavailable; retry after `Retry-After` seconds.",
     }
     out = {}
     for code in codes:
         resp = _json(_ERROR, texts[code])
-        if code == 503:
-            resp["headers"] = {"Retry-After": {"schema": {"type": "integer"}, "description": "Seconds."}}
+        if code in (429, 503):
+            resp["headers"] = dict(_RETRY_AFTER)
+        if code == 401:
+            resp["headers"] = {"WWW-Authenticate": {"schema": {"type": "string"}}}
         out[str(code)] = resp
     return out
 
@@ -40,8 +51,12 @@ _CACHING = {"ETag": {"schema": {"type": "string"}}, "Cache-Control": {"schema": 
 
 
 @functools.cache
-def openapi_document() -> dict[str, Any]:
-    """The OpenAPI 3.0.3 document served at ``/openapi.json``."""
+def openapi_document(*, bearer: bool = False) -> dict[str, Any]:
+    """The OpenAPI 3.0.3 document served at ``/openapi.json``.
+
+    ``bearer=True`` (a token is configured) adds the ``bearerAuth`` security scheme, required by every operation
+    but ``health``, and their ``401`` responses. Treat the result as read-only (it is cached).
+    """
     record = {
         "type": "object",
         "required": ["id", "model", "shape", "dtype"],
@@ -136,10 +151,25 @@ def openapi_document() -> dict[str, Any]:
                                   "content": {"text/plain": {"schema": {"type": "string"}}}}},
         }},
     }
+    for path, item in paths.items():
+        for op in item.values():
+            op["responses"].update(_errors(*LIMIT_CODES))
+            if bearer and path != "/healthz":
+                op["responses"].update(_errors(401))
+    components: dict[str, Any] = {
+        "schemas": {"ImageRecord": record, "ImageMeta": meta, "ImagePage": page, "Error": error}}
+    security: dict[str, Any] = {}
+    if bearer:
+        components["securitySchemes"] = {"bearerAuth": {
+            "type": "http", "scheme": "bearer",
+            "description": "The token given to `latentzarr serve --token-file` (or `LATENTZARR_HTTP_TOKEN`)."}}
+        security["security"] = [{"bearerAuth": []}]
+        paths["/healthz"]["get"]["security"] = []
     return {
         "openapi": "3.0.3",
         "info": {"title": "latentzarr preview endpoint", "version": "1",
                  "description": "Pictures decoded on demand from compressed diffusion latents in a Zarr store."},
+        **security,
         "paths": paths,
-        "components": {"schemas": {"ImageRecord": record, "ImageMeta": meta, "ImagePage": page, "Error": error}},
+        "components": components,
     }

@@ -43,8 +43,10 @@ def serve(store_url: str, *, host: str = "127.0.0.1", port: int = 8000, address:
 
     bound: list[str] = []
 
+    guarded = "; bearer token required" if options.get("token") is not None else ""
+
     def ready() -> None:
-        echo(f"serving {store_url} at {bound[0]} (gallery at /, API under /v1/images; Ctrl-C to stop)")
+        echo(f"serving {store_url} at {bound[0]} (gallery at /, API under /v1/images{guarded}; Ctrl-C to stop)")
 
     app = create_app(store_url, address=address, n_workers=n_workers, threads_per_worker=threads_per_worker,
                      cache_bytes=cache_bytes, on_ready=ready, **options)

@@ -1,16 +1,75 @@
 // latentzarr gallery: a paged grid of thumbnails; click one for the full picture and its metadata.
+//
+// Every request goes through api(): when the endpoint answers 401 (a bearer token is configured) the page asks
+// for the token once, keeps it in this tab's sessionStorage and sends it as an Authorization header; it is never
+// put in a URL (URLs end up in logs and the history). Pictures are fetched the same way and shown from blob:
+// URLs, since <img src> cannot send a header. A 429 is retried after its Retry-After.
 "use strict";
 const PAGE = 24;
+const TOKEN_KEY = "latentzarr.token";
+const MAX_RETRIES = 5;
 const grid = document.getElementById("grid");
 let offset = Number(new URLSearchParams(location.search).get("offset") || 0);
+let token = sessionStorage.getItem(TOKEN_KEY);
+let login = null;  // the pending token prompt, shared by every request that got a 401
+let blobs = [];  // object URLs of the current page's thumbnails
 
 const enc = encodeURIComponent;  // ids are opaque: '/' becomes %2F
 const fmtBytes = (n) => n == null ? "unknown" : n < 1024 ? `${n} B` : `${(n / 1024).toFixed(1)} KiB`;
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+function askToken(refused) {
+  if (!login) {
+    login = new Promise((resolve) => {
+      const form = document.getElementById("login");
+      const input = document.getElementById("token");
+      document.getElementById("login-error").textContent = refused ? "that token was refused" : "";
+      form.hidden = false;
+      input.value = "";
+      input.focus();
+      form.onsubmit = (e) => {
+        e.preventDefault();
+        token = input.value.trim();
+        sessionStorage.setItem(TOKEN_KEY, token);
+        form.hidden = true;
+        login = null;
+        resolve();
+      };
+    });
+  }
+  return login;
+}
+
+async function api(url) {
+  for (let attempt = 0; ; attempt++) {
+    const sent = token;
+    const r = await fetch(url, { headers: sent ? { Authorization: `Bearer ${sent}` } : {} });
+    if (r.status === 401) {
+      if (token === sent) await askToken(sent != null);  // else another request already got a new token
+      continue;
+    }
+    if (r.status === 429 && attempt < MAX_RETRIES) {
+      await sleep(1000 * (Number(r.headers.get("Retry-After")) || 1));
+      continue;
+    }
+    if (!r.ok) throw new Error(`${url}: HTTP ${r.status}`);
+    return r;
+  }
+}
 
 async function getJSON(url) {
-  const r = await fetch(url);
-  if (!r.ok) throw new Error(`${url}: HTTP ${r.status}`);
-  return r.json();
+  return (await api(url)).json();
+}
+
+async function showThumb(img, url) {
+  try {
+    const src = URL.createObjectURL(await (await api(url)).blob());
+    blobs.push(src);
+    img.src = src;
+  } catch (err) {
+    img.classList.add("failed");
+    img.title = String(err);
+  }
 }
 
 async function loadPage() {
@@ -20,10 +79,12 @@ async function loadPage() {
     page.total ? `${offset + 1}-${Math.min(offset + PAGE, page.total)}` : "";
   document.getElementById("prev").disabled = offset === 0;
   document.getElementById("next").disabled = page.next_offset == null;
+  const old = blobs;
+  blobs = [];
   grid.replaceChildren(...page.items.map((item) => {
     const fig = document.createElement("figure");
     const img = document.createElement("img");
-    img.src = `/v1/images/${enc(item.id)}?format=webp&size=256`;
+    showThumb(img, `/v1/images/${enc(item.id)}?format=webp&size=256`);
     img.alt = item.id;
     img.className = "thumb";
     img.dataset.id = item.id;
@@ -33,6 +94,7 @@ async function loadPage() {
     fig.addEventListener("click", () => show(item.id));
     return fig;
   }));
+  old.forEach((src) => URL.revokeObjectURL(src));
 }
 
 async function show(id) {
@@ -42,7 +104,7 @@ async function show(id) {
   viewer.hidden = false;
   const [meta, png] = await Promise.all([
     getJSON(`/v1/images/${enc(id)}/meta`),
-    fetch(`/v1/images/${enc(id)}?format=png`).then((r) => r.blob()),
+    api(`/v1/images/${enc(id)}?format=png`).then((r) => r.blob()),
   ]);
   const full = document.getElementById("full");
   if (full.src.startsWith("blob:")) URL.revokeObjectURL(full.src);
