@@ -66,6 +66,9 @@ _LAZY: dict[str, str] = {
     "LatentImageDataset": "latentzarr.batch",
     "batch_decode": "latentzarr.batch",
     "create_app": "latentzarr.http",
+    "open_dataset": "latentzarr.xr",
+    "StoreUnavailableError": "latentzarr.errors",
+    "EncodedLatent": "latentzarr.store",
 }
 
 __all__ = ["__version__", *sorted(_LAZY)]
@@ -94,5 +97,6 @@ if TYPE_CHECKING:  # pragma: no cover
     from latentzarr.models import LatentAutoencoder, load_model  # noqa: F401
     from latentzarr.models.images import Rendition, encode_image, pixel_digest  # noqa: F401
     from latentzarr.samples import sample_images  # noqa: F401
-    from latentzarr.store import LatentStore  # noqa: F401
+    from latentzarr.store import EncodedLatent, LatentStore  # noqa: F401
     from latentzarr.traces import Trace, analyze_trace, read_trace, synth_trace, write_trace  # noqa: F401
+    from latentzarr.xr import open_dataset  # noqa: F401

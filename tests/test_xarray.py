@@ -76,6 +76,14 @@ def test_open_dataset_is_dask_backed_and_equals_store_get(store_path, store):
     assert ds.encoding["source"] == store.url
 
 
+def test_latentzarr_open_dataset_is_the_dask_backed_engine_in_one_call(store_path):
+    import latentzarr
+
+    ds = latentzarr.open_dataset(store_path, array=F16)
+    assert isinstance(ds["latent"].data, da.Array)
+    xr.testing.assert_identical(ds, open_ds(store_path, array=F16, chunks={}))
+
+
 def eval_json(text: str):
     import json
 

@@ -12,7 +12,7 @@ module imports it too, so every ``engine="latentzarr"`` user has them.
 from __future__ import annotations
 
 from latentzarr.xr.accessor import LatentAccessor, LatentDatasetAccessor, process_model
-from latentzarr.xr.backend import LatentBackendArray, LatentBackendEntrypoint, latent_dataset
+from latentzarr.xr.backend import LatentBackendArray, LatentBackendEntrypoint, latent_dataset, open_dataset
 from latentzarr.xr.grid import ImageGrid
 
 __all__ = [
@@ -22,5 +22,6 @@ __all__ = [
     "LatentBackendEntrypoint",
     "LatentDatasetAccessor",
     "latent_dataset",
+    "open_dataset",
     "process_model",
 ]

@@ -262,3 +262,13 @@ class LatentBackendEntrypoint(BackendEntrypoint):
             path = Path(filename_or_obj)
             return "://" not in str(filename_or_obj) and _is_local_latent_store(path)
         return False
+
+
+def open_dataset(url: str | os.PathLike[str] | LatentStore, *, array: str | Sequence[str] | None = None,
+                 storage_options: dict[str, Any] | None = None, chunks: Any = None) -> xr.Dataset:
+    """A store as a dask-backed Dataset: ``xr.open_dataset(url, engine="latentzarr", chunks={})`` in one call.
+
+    ``chunks`` defaults to ``{}`` (one dask chunk per shard); see :class:`LatentBackendEntrypoint` for the rest.
+    """
+    return xr.open_dataset(url, engine="latentzarr", array=array, storage_options=storage_options,
+                           chunks={} if chunks is None else chunks)
