@@ -216,7 +216,8 @@ class LimitsMiddleware:
         return rejection
 
     async def _body_too_large(self, scope: dict, receive: Callable) -> tuple[bool, Callable]:
-        """Whether the body passes ``max_body``: by ``Content-Length`` unread, else by reading a chunked body."""
+        """(whether the body is over ``max_body``, the receive to go on with): judged by ``Content-Length``
+        without reading, else by reading a chunked body (replayed to the app when it is within the limit)."""
         length: bytes | None = None
         chunked = False
         for name, value in scope["headers"]:
