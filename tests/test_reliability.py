@@ -323,8 +323,14 @@ def test_cache_budget_holds_and_memory_pressure_sheds_the_cache(served, referenc
         time.sleep(0.1)
     st = lc.stats()["workers"][worker]
     assert st["sheds"] >= 1 and st["image_objects"] + st["latent_objects"] == 0
+    def pressed(dask_worker) -> bool:
+        plugin = dask_worker.plugins["latentzarr"]
+        return dask_worker.monitor.get_process_memory() > plugin.shed_at * dask_worker.memory_manager.memory_limit
+
     lc.client.run(release, workers=[worker])
-    time.sleep(1)
+    deadline = time.monotonic() + 30
+    while lc.client.run(pressed, workers=[worker])[worker] and time.monotonic() < deadline:
+        time.sleep(0.2)
     for image_id in mine:  # degraded, not failing; the cache refills once memory is back
         assert read_retrying(lc, image_id) == reference[image_id]
     st = lc.stats()["workers"][worker]

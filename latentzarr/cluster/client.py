@@ -23,7 +23,13 @@ import numpy as np
 from distributed import Client
 from distributed.comm.core import CommClosedError
 
-from latentzarr.cluster.plugin import PLUGIN_NAME, LatentWorkerPlugin, cache_key, get_latentzarr_plugin
+from latentzarr.cluster.plugin import (
+    PLUGIN_NAME,
+    LatentWorkerPlugin,
+    cache_key,
+    get_latentzarr_plugin,
+    unpack_latent,
+)
 from latentzarr.cluster.ring import HashRing
 from latentzarr.errors import LatentZarrError
 from latentzarr.ids import validate_id
@@ -49,7 +55,7 @@ def _read_task(image_id: str, rendition: Any, owner: str | None) -> bytes:
 
 
 def _latent_task(image_id: str) -> np.ndarray:
-    return get_latentzarr_plugin().fetch_latent(image_id)[0].decode()
+    return unpack_latent(image_id, get_latentzarr_plugin().fetch_latent(image_id)[0])
 
 
 def _worker_stats(dask_worker: Any) -> dict[str, Any]:

@@ -33,9 +33,10 @@ from distributed.comm.core import CommClosedError
 from distributed.protocol import to_serialize
 from distributed.utils import sync
 
-from latentzarr.errors import LatentZarrError, StoreUnavailableError
+from latentzarr.errors import CorruptDataError, LatentZarrError, StoreUnavailableError
 
 if TYPE_CHECKING:  # pragma: no cover
+    import numpy as np
     from distributed import Worker
 
     from latentzarr.cache import DualFormatCache
@@ -277,7 +278,7 @@ class LatentWorkerPlugin(WorkerPlugin):
         if latent is None:
             latent, fetch_ms = self.fetch_latent(image_id)
         t0 = time.perf_counter()
-        pixels = self.batcher_for(image_id).decode(latent.decode())
+        pixels = self.batcher_for(image_id).decode(unpack_latent(image_id, latent))
         decode_ms = (time.perf_counter() - t0) * 1000
         self._count("decodes")
         data = encode_image(pixels, rendition.format, rendition.size, rendition.quality)
@@ -338,6 +339,19 @@ class LatentWorkerPlugin(WorkerPlugin):
         out["worker"] = self.worker.address if self.worker else None
         out["worker_name"] = str(self.worker.name) if self.worker else None
         return out
+
+
+def unpack_latent(image_id: str, latent: EncodedLatent) -> np.ndarray:
+    """Decode a stored chunk (:class:`~latentzarr.store.EncodedLatent`) of ``image_id``; damage names the id.
+
+    Raises :class:`~latentzarr.errors.CorruptDataError` (not retryable) naming ``image_id`` when the chunk fails
+    its CRC-32 or does not decode.
+    """
+    try:
+        return latent.decode()
+    except CorruptDataError as exc:
+        raise CorruptDataError(f"Expected an intact stored latent for image id {image_id!r}. Got a damaged chunk "
+                               f"instead ({exc}). Restore its shard from a backup, or re-ingest the image.") from exc
 
 
 def cache_key(image_id: str, rendition: Rendition) -> str:
