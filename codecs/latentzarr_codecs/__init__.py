@@ -12,6 +12,8 @@ import numcodecs
 
 from latentzarr_codecs.config import CODEC_NAME, DTYPES, FORMAT_VERSION
 from latentzarr_codecs.errors import CorruptChunkError, UnsupportedVersionError
+from latentzarr_codecs.lossy import LOSSY_NAME
+from latentzarr_codecs.lossy_codecs import LossyCodec, LossyPCodec
 from latentzarr_codecs.numcodecs_codec import LatentPCodec
 from latentzarr_codecs.zarr3 import LatentCodec
 
@@ -19,9 +21,12 @@ __all__ = [
     "CODEC_NAME",
     "DTYPES",
     "FORMAT_VERSION",
+    "LOSSY_NAME",
     "CorruptChunkError",
     "LatentCodec",
     "LatentPCodec",
+    "LossyCodec",
+    "LossyPCodec",
     "UnsupportedVersionError",
     "__version__",
 ]
@@ -32,3 +37,4 @@ except PackageNotFoundError:  # pragma: no cover - running from a source tree wi
     __version__ = "0.0.0"
 
 numcodecs.register_codec(LatentPCodec)
+numcodecs.register_codec(LossyPCodec)
