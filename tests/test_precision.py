@@ -86,6 +86,18 @@ def test_bad_config_raises(config: object) -> None:
         PrecisionMode.from_config(config)  # type: ignore[arg-type]
 
 
+@pytest.mark.parametrize("text", ["lossless", "bitround:5", "q8", "step:0.04", "wstep:0.05"])
+def test_mode_read_back_from_serializer_metadata(text: str) -> None:
+    mode = parse_mode(text)
+    if not mode.resolved:
+        mode = mode.with_sensitivity([1.0, 2.0])
+    back = PrecisionMode.from_serializer(mode.zarr_serializer(dtype="float16").to_dict())
+    assert (back.kind, back.bits, back.steps, back.lossy) == (mode.kind, mode.bits, mode.steps, mode.lossy)
+    assert back.step == pytest.approx(mode.step) if mode.step else back.step is None
+    with pytest.raises(ValueError, match="not an array written by latentzarr"):
+        PrecisionMode.from_serializer({"name": "bytes", "configuration": {}})
+
+
 def test_wstep_steps_follow_sensitivity() -> None:
     mode = parse_mode("wstep:0.04")
     assert not mode.resolved

@@ -142,6 +142,32 @@ class PrecisionMode:
         return mode if steps is None else cls(mode.kind, step=mode.step, steps=tuple(float(s) for s in steps))
 
     # ------------------------------------------------------------------ codecs
+    @classmethod
+    def from_serializer(cls, codec: dict[str, Any]) -> PrecisionMode:
+        """The mode of an array from its serializer's Zarr metadata (``{"name": ..., "configuration": ...}``).
+
+        ``latentzarr.latent`` is ``lossless``; ``latentzarr.lossy`` gives its scheme back (several steps: a
+        resolved ``wstep`` whose D is their geometric mean). Any other serializer raises ``ValueError``.
+        """
+        name = codec.get("name") if isinstance(codec, dict) else None
+        if name == "latentzarr.latent":
+            return cls()
+        if name != "latentzarr.lossy":
+            raise ValueError(
+                f"Expected a latentzarr.latent or latentzarr.lossy serializer. Got {codec!r} instead: not an array "
+                "written by latentzarr."
+            )
+        engine = LossyCodec.from_dict(codec)
+        if engine.scheme == "bitround":
+            return cls("bitround", bits=engine.keepbits)
+        if engine.scheme == "affine":
+            return cls("q", bits=engine.bits)
+        steps = engine.steps or ()
+        if len(steps) == 1:
+            return cls("step", step=steps[0])
+        geo = math.exp(sum(math.log(s) for s in steps) / len(steps))
+        return cls("wstep", step=geo, steps=tuple(steps))
+
     def numcodecs_codec(self, dtype: str | None = None, level: int = 9) -> LatentPCodec | LossyPCodec:
         """The numcodecs codec that stores one chunk in this mode (``dtype``: the value dtype, or None)."""
         if self.kind == "lossless":
