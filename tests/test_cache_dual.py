@@ -30,6 +30,37 @@ def test_promotion_after_exactly_p_latent_hits():
     assert (s["image_hits"], s["latent_hits"], s["misses"]) == (1, 3, 1)
 
 
+def test_evicted_image_demotes_its_latent_instead_of_leaving_the_cache():
+    """A promoted image carries its latent (its entry counts both); evicted, the latent returns to the latent tier."""
+    cache = DualFormatCache(4_000, alpha=0.5, adaptive=False, promote_after=1)  # 2,000 bytes per tier
+    assert cache.get_image("a") is None and cache.get_latent("a") is None
+    assert cache.put_latent("a", b"La", 300)
+    assert not cache.offer_image("a", b"Ia", 1_000)  # a miss: the latent tier keeps it
+    assert cache.get_image("a") is None and cache.get_latent("a") == b"La"
+    assert cache.offer_image("a", b"Ia", 1_000)  # one latent hit: promoted, carrying the latent
+    assert cache.where("a") == "image" and cache.stats()["image_bytes"] == 1_300
+    for key in ("b", "c"):  # two more promotions of 1,300 bytes evict "a", then "b", from the image tier
+        cache.get_image(key)
+        cache.get_latent(key)
+        cache.put_latent(key, b"L" + key.encode(), 300)
+        cache.get_image(key)
+        assert cache.get_latent(key) is not None
+        assert cache.offer_image(key, b"I" + key.encode(), 1_000)
+    assert cache.where("a") == "latent" and cache.peek_latent("a") == b"La"  # demoted with its value
+    assert cache.where("b") == "latent" and cache.where("c") == "image"
+    s = cache.stats()
+    assert (s["promotions"], s["demotions"]) == (3, 2)
+    assert cache.access("a", 1_000, 300) == LATENT_HIT  # a latent hit, not a miss
+    # image-only: nothing to demote, an evicted image leaves the cache
+    only = DualFormatCache.image_only(2_000)
+    for key in ("x", "y"):
+        only.get_image(key)
+        assert only.get_latent(key) is None
+        assert not only.put_latent(key, b"L", 300)
+        assert only.offer_image(key, b"I", 1_500)
+    assert only.where("x") is None and only.stats()["demotions"] == 0
+
+
 def test_live_promotion_with_rendition_keys():
     """Images keyed by (id, rendition), latents by id: promotion removes the latent of that id."""
     cache = DualFormatCache(10_000, adaptive=False, promote_after=1)
@@ -111,7 +142,7 @@ def test_tuner_moves_alpha_toward_latents_when_fetches_are_expensive():
 def test_tuner_explores_out_of_an_empty_tier():
     ids = _zipf_ids(20_000, 5000, 1.2, seed=3)
     cache = DualFormatCache(100_000, alpha=0.0, window=1000, decode_ms=1000, fetch_ms=1)
-    cache.replay(ids, np.full(len(ids), 1000), np.full(len(ids), 100))
+    cache.replay(ids, np.full(len(ids), 900), np.full(len(ids), 100))  # a promoted entry: 900 + 100 bytes
     assert cache.alpha > 0.05
 
 

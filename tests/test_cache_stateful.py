@@ -26,9 +26,10 @@ class Model:
         self.img: OrderedDict[int, int] = OrderedDict()
         self.lat: OrderedDict[int, int] = OrderedDict()
         self.hits: dict[int, int] = {}
+        self.carried: dict[int, int] = {}  # promoted image -> size of the latent it carries
         self.icap = self.lcap = 0
         self.P = promote_after
-        self.promotions = 0
+        self.promotions = self.demotions = 0
 
     @staticmethod
     def _fit(tier: OrderedDict[int, int], cap: int) -> list[int]:
@@ -37,11 +38,29 @@ class Model:
             out.append(tier.popitem(last=False)[0])
         return out
 
+    def _add_latent(self, k: int, size: int) -> None:
+        self.lat[k] = size
+        for e in self._fit(self.lat, self.lcap):
+            self.hits.pop(e, None)
+
+    def _evicted_images(self, evicted: list[int]) -> None:
+        """An evicted image that carries its latent puts the latent back in the latent tier."""
+        for k in evicted:
+            size = self.carried.pop(k, None)
+            if size is not None and k not in self.lat and 0 < size <= self.lcap:
+                self.demotions += 1
+                self._add_latent(k, size)
+
+    def _add_image(self, k: int, size: int) -> None:
+        self.img[k] = size
+        self._evicted_images(self._fit(self.img, self.icap))
+
     def resize(self, icap: int, lcap: int) -> None:
         self.icap, self.lcap = icap, lcap
-        self._fit(self.img, icap)
+        evicted = self._fit(self.img, icap)
         for k in self._fit(self.lat, lcap):
             self.hits.pop(k, None)
+        self._evicted_images(evicted)
 
     def request(self, k: int, si: int, sl: int) -> int:
         if k in self.img:
@@ -49,23 +68,19 @@ class Model:
             return IMAGE_HIT
         if k in self.lat:
             h = self.hits.get(k, 0) + 1
-            if h >= self.P and 0 < si <= self.icap:
-                del self.lat[k]
+            if h >= self.P and 0 < si + self.lat[k] <= self.icap:  # promotion: the image carries the latent
+                self.carried[k] = self.lat.pop(k)
                 self.hits.pop(k, None)
-                self.img[k] = si
-                self._fit(self.img, self.icap)
                 self.promotions += 1
+                self._add_image(k, si + self.carried[k])
             else:
                 self.lat.move_to_end(k)
                 self.hits[k] = h
             return LATENT_HIT
         if 0 < sl <= self.lcap:
-            self.lat[k] = sl
-            for e in self._fit(self.lat, self.lcap):
-                self.hits.pop(e, None)
+            self._add_latent(k, sl)
         elif 0 < si <= self.icap:
-            self.img[k] = si
-            self._fit(self.img, self.icap)
+            self._add_image(k, si)
         return MISS
 
 
@@ -199,6 +214,7 @@ class DualCacheMachine(RuleBasedStateMachine):
         assert s["latent_hits"] == self.outcomes[LATENT_HIT]
         assert s["misses"] == self.outcomes[MISS]
         assert s["promotions"] == self.model.promotions
+        assert s["demotions"] == self.model.demotions
         assert 0 <= s["image_tail_hits"] <= s["image_hits"]
         assert 0 <= s["latent_tail_hits"] <= s["latent_hits"]
         # every object ever inserted is cached, was evicted or was promoted out of the latent tier

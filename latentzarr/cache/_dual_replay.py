@@ -40,8 +40,8 @@ def replay_dual(cache: DualFormatCache, ids: list[Hashable], isz: list[int], lsz
         lm_popitem, lt_popitem = lm.popitem, lt.popitem
         lhits = cache._lhits
         lhits_get = lhits.get
-        ivals, lvals = cache._ivals, cache._lvals
-        ih = ith = lh = lth = ms = prom = iins = lins = iev = lev = rej = 0
+        ivals, lvals, carried = cache._ivals, cache._lvals, cache._carried
+        ih = ith = lh = lth = ms = prom = blk = dem = iins = lins = iev = lev = rej = 0
 
         for k, si, sl in zip(ids[pos:end], isz[pos:end], lsz[pos:end], strict=True):
             # ---- image tier
@@ -66,10 +66,13 @@ def replay_dual(cache: DualFormatCache, ids: list[Hashable], isz: list[int], lsz
             if k in lm:
                 lh += 1
                 h = lhits_get(k, 0) + 1
-                if h >= P and 0 < si <= icap:
-                    lmb -= lm.pop(k)
+                if h >= P and 0 < si + lm[k] <= icap:
+                    s_lat = lm.pop(k)
+                    lmb -= s_lat
                     promote = True
                 else:
+                    if h >= P:
+                        blk += 1
                     lm_move(k)
                     lhits[k] = h
                     continue
@@ -86,13 +89,16 @@ def replay_dual(cache: DualFormatCache, ids: list[Hashable], isz: list[int], lsz
                     lt[k2] = s2
                     ltb += s2
                 h = lhits_get(k, 0) + 1
-                if h >= P and 0 < si <= icap:
+                if h >= P and 0 < si + s <= icap:
+                    s_lat = s
                     if k in lm:
                         lmb -= lm.pop(k)
                     else:  # a main segment smaller than the object slid it straight back
                         ltb -= lt.pop(k)
                     promote = True
                 else:
+                    if h >= P:
+                        blk += 1
                     lhits[k] = h
                     continue
             else:
@@ -124,13 +130,15 @@ def replay_dual(cache: DualFormatCache, ids: list[Hashable], isz: list[int], lsz
                 if not 0 < si <= icap:
                     rej += 1
                     continue
-            # ---- insert the image (promotion or image-only admission)
+            # ---- insert the image (promotion: it carries its latent; or image-only admission)
             if promote:
                 prom += 1
                 if lhits:
                     lhits.pop(k, None)
                 if lvals:
                     lvals.pop(k, None)
+                carried[k] = (k, None, s_lat)
+                si += s_lat
             iins += 1
             im[k] = si
             imb += si
@@ -149,6 +157,36 @@ def replay_dual(cache: DualFormatCache, ids: list[Hashable], isz: list[int], lsz
                 iev += 1
                 if ivals:
                     ivals.pop(k2, None)
+                moved = carried.pop(k2, None) if carried else None
+                if moved is None:
+                    continue
+                # ---- demote the evicted image's latent to the latent tier
+                lid, value, s3 = moved
+                if lid in lm or lid in lt or lid in im or lid in it or not 0 < s3 <= lcap:
+                    continue
+                dem += 1
+                lins += 1
+                lm[lid] = s3
+                lmb += s3
+                if value is not None:
+                    lvals[lid] = value
+                while lmb > lmcap and lm:
+                    k3, s4 = lm_popitem(False)
+                    lmb -= s4
+                    lt[k3] = s4
+                    ltb += s4
+                while lmb + ltb > lcap:
+                    if lt:
+                        k3, s4 = lt_popitem(False)
+                        ltb -= s4
+                    else:
+                        k3, s4 = lm_popitem(False)
+                        lmb -= s4
+                    lev += 1
+                    if lhits:
+                        lhits.pop(k3, None)
+                    if lvals:
+                        lvals.pop(k3, None)
 
         img.main_bytes, img.tail_bytes, lat.main_bytes, lat.tail_bytes = imb, itb, lmb, ltb
         c["requests"] += take
@@ -158,6 +196,8 @@ def replay_dual(cache: DualFormatCache, ids: list[Hashable], isz: list[int], lsz
         c["latent_tail_hits"] += lth
         c["misses"] += ms
         c["promotions"] += prom
+        c["demotions"] += dem
+        c["promotions_blocked"] += blk
         c["image_inserts"] += iins
         c["latent_inserts"] += lins
         c["image_evictions"] += iev

@@ -46,6 +46,8 @@ _COUNTERS = (
     "latent_tail_hits",
     "misses",
     "promotions",
+    "promotions_blocked",
+    "demotions",
     "image_inserts",
     "latent_inserts",
     "image_evictions",

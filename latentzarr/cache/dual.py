@@ -7,20 +7,23 @@ Algorithm (LatentBox, 2026; defaults in brackets, all settable):
 * A miss admits the fetched latent to the latent tier with a hit counter of 0. If the latent tier cannot hold it
   (alpha = 1, image-only) the decoded image goes to the image tier instead.
 * A latent hit bumps the counter; at ``promote_after`` (P) hits [3] the decoded image is inserted into the image
-  tier and the latent removed ("promotion"). An image evicted from the image tier leaves the cache.
+  tier and the latent moves with it ("promotion"): the image entry holds both, and its size is the image's plus
+  the latent's. An image evicted from the image tier is *demoted*: its latent goes back to the latent tier (hit
+  counter 0), so an object cools from image to latent to store, never straight from image to store. Images
+  admitted without a latent (image-only, alpha = 1) leave the cache when evicted.
 * Each tier is an LRU whose least recently used ``tail`` [0.1] fraction of bytes is a tail segment; a tail hit is
   a hit that a tier smaller by that much would have missed (see :mod:`latentzarr.cache.tiers`).
 * Marginal-hit tuner, every ``window`` (W) requests [200,000]: m_img = image-tier miss ratio, m_lat = latent-tier
   miss ratio among image misses, d and f = EWMAs of observed decode and fetch ms; expected extra cost per request
   m_img * (d + m_lat * f) (reported in ``stats()["last_window"]``). A tail hit is a hit that a tier smaller by
-  its tail bytes would have lost. A lost image hit costs a miss, d + f, because an image evicted from the image
-  tier leaves the cache (its latent was dropped at promotion); a lost latent hit costs f. So one byte more saves
-  (image tail hits / image tail bytes) * (d + f) in the image tier and (latent tail hits / latent tail bytes) * f
-  in the latent tier. (Weighting image tail hits by d + m_lat * f instead, as if the latent were still cached,
-  undervalued the image tier: alpha settled up to 0.2 below the best static split on the synthetic trace.) Alpha
+  its tail bytes would have lost. A lost image hit becomes a latent hit (d) when the demoted latent is still
+  cached at the next request, else a miss (d + f): d + m_lat * f (d + f when there is no latent tier to demote
+  to); a lost latent hit costs f. So one byte more saves (image tail hits / image tail bytes) * (d + m_lat * f)
+  in the image tier and (latent tail hits / latent tail bytes) * f in the latent tier. Alpha
   moves ``step`` [0.01] toward the larger saving (clamped to [alpha_min, alpha_max] = [0, 1]); both tiers are
-  resized, overflow is evicted and the window counters reset. A tier with no tail (zero capacity) cannot show
-  its value, so the tuner steps into it (exploration) rather than sticking at alpha = 0 or 1.
+  resized, overflow is evicted and the window counters reset. A tier that cannot show its value (no room at
+  all, or an image tier left empty while promotions are due that it is too small to take) gets one step
+  (exploration) rather than the tuner sticking at alpha = 0 or 1.
 * Fixed modes: ``adaptive=False`` keeps alpha; :meth:`DualFormatCache.image_only` (alpha = 1) and
   :meth:`DualFormatCache.latent_only` (alpha = 0) are the single-format baselines.
 
@@ -156,6 +159,7 @@ class DualFormatCache(Cache):
         self._ivals: dict[Hashable, Any] = {}
         self._lvals: dict[Hashable, Any] = {}
         self._lhits: dict[Hashable, int] = {}  # latent hits so far, only for cached latents with >= 1 hit
+        self._carried: dict[Hashable, tuple[Hashable, Any, int]] = {}  # image key -> (latent id, value, size)
         self._w_req = 0  # requests in the current window
         self._last_window: dict[str, float] = {}
         self._w0 = dict(self._c)  # counters at the start of the window
@@ -250,6 +254,7 @@ class DualFormatCache(Cache):
             self._ivals.clear()
             self._lvals.clear()
             self._lhits.clear()
+            self._carried.clear()
 
     # ---------------------------------------------------------------- live path
     def get_image(self, key: Hashable) -> Any | None:
@@ -316,18 +321,22 @@ class DualFormatCache(Cache):
                 img.insert(key, size)
                 self._ivals[key] = value
                 return True
-            if not 0 < size <= img.capacity:
-                if lid not in self._lat:
-                    self._c["rejected"] += 1
-                return False
+            carried = None
             if lid in self._lat:
                 if self._lhits.get(lid, 0) < self._promote_after:
                     return False
+                carried = (lid, self._lvals.get(lid), self._lat.size_of(lid))
+                size += carried[2]
+            if not 0 < size <= img.capacity:
+                self._c["rejected" if carried is None else "promotions_blocked"] += 1
+                return False
+            if carried is not None:
                 self._drop_latent(lid)
                 self._c["promotions"] += 1
-            self._insert_image(key, size)
+                self._carried[key] = carried
             self._ivals[key] = value
-            return True
+            self._insert_image(key, size)
+            return key in self._ivals
 
     # ---------------------------------------------------------------- simulation (one request)
     def _access(self, obj_id: Hashable, image_size: int, latent_size: int) -> int:
@@ -347,12 +356,16 @@ class DualFormatCache(Cache):
             if found == TAIL_HIT:
                 c["latent_tail_hits"] += 1
             hits = self._lhits.get(obj_id, 0) + 1
-            if hits >= self._promote_after and 0 < image_size <= self._img.capacity:
-                self._drop_latent(obj_id)
-                self._insert_image(obj_id, image_size)
-                c["promotions"] += 1
-            else:
-                self._lhits[obj_id] = hits
+            if hits >= self._promote_after:
+                size = lat.size_of(obj_id)
+                if 0 < image_size + size <= self._img.capacity:
+                    self._drop_latent(obj_id)
+                    c["promotions"] += 1
+                    self._carried[obj_id] = (obj_id, None, size)
+                    self._insert_image(obj_id, image_size + size)
+                    return LATENT_HIT
+                c["promotions_blocked"] += 1
+            self._lhits[obj_id] = hits
             return LATENT_HIT
         c["misses"] += 1
         if 0 < latent_size <= lat.capacity:
@@ -366,11 +379,7 @@ class DualFormatCache(Cache):
     def _insert_image(self, key: Hashable, size: int) -> None:
         evicted = self._img.insert(key, size)
         self._c["image_inserts"] += 1
-        if evicted:
-            self._c["image_evictions"] += len(evicted)
-            ivals = self._ivals
-            for k in evicted:
-                ivals.pop(k, None)
+        self._evicted_images(evicted)
 
     def _insert_latent(self, obj_id: Hashable, size: int) -> None:
         evicted = self._lat.insert(obj_id, size)
@@ -410,6 +419,7 @@ class DualFormatCache(Cache):
                 image_tail_hits=c["image_tail_hits"] - w0["image_tail_hits"],
                 latent_tail_hits=c["latent_tail_hits"] - w0["latent_tail_hits"],
                 misses=c["misses"] - w0["misses"],
+                blocked=c["promotions_blocked"] - w0["promotions_blocked"],
             )
             if new != alpha:
                 self._set_alpha(new)
@@ -419,7 +429,8 @@ class DualFormatCache(Cache):
         self._w_req = 0
 
     def _decide(
-        self, *, requests: int, image_hits: int, image_tail_hits: int, latent_tail_hits: int, misses: int
+        self, *, requests: int, image_hits: int, image_tail_hits: int, latent_tail_hits: int, misses: int,
+        blocked: int = 0,
     ) -> float:
         """The next alpha given one window's counts: one step toward the larger marginal saving per byte."""
         image_misses = requests - image_hits
@@ -428,11 +439,14 @@ class DualFormatCache(Cache):
         d, f = self._decode_ms, self._fetch_ms
         img_tail = self._img.tail_capacity
         lat_tail = self._lat.tail_capacity
-        # An image evicted from the image tier leaves the cache (its latent went at promotion): a lost image
-        # hit becomes a miss, d + f. A lost latent hit becomes a miss too: f more than the latent hit.
-        save_image = image_tail_hits / img_tail * (d + f) if img_tail > 0 else 0.0
+        # A lost latent hit becomes a miss: f more than the latent hit.
+        # A lost image hit is a latent hit (d) if its demoted latent is still cached, else a miss (d + f).
+        lost_image = d + (m_lat if lat_tail > 0 else 1.0) * f
+        save_image = image_tail_hits / img_tail * lost_image if img_tail > 0 else 0.0
         save_latent = latent_tail_hits / lat_tail * f if lat_tail > 0 else 0.0
-        if img_tail == 0 and lat_tail > 0:  # an empty tier cannot show its value: explore one step into it
+        # A tier that cannot show its value gets one step (exploration): no room at all, or (image tier) empty
+        # while promotions are due that it is too small to take.
+        if lat_tail > 0 and (img_tail == 0 or (blocked > 0 and not self._img)):
             save_image = float("inf")
         elif lat_tail == 0 and img_tail > 0:
             save_latent = float("inf")
@@ -454,19 +468,33 @@ class DualFormatCache(Cache):
     def _set_alpha(self, alpha: float) -> None:
         self._alpha_v = alpha
         image_cap = self._image_capacity(alpha)
-        # shrink first so the total never exceeds the budget
+        # shrink first so the total never exceeds the budget; images evicted by a shrink demote afterwards
         if image_cap < self._img.capacity:
-            self._evicted_images(self._img.set_capacity(image_cap))
+            evicted = self._img.set_capacity(image_cap)
             self._forget_latents(self._lat.set_capacity(self._capacity - image_cap))
+            self._evicted_images(evicted)
         else:
             self._forget_latents(self._lat.set_capacity(self._capacity - image_cap))
             self._evicted_images(self._img.set_capacity(image_cap))
 
     def _evicted_images(self, evicted: list[Hashable]) -> None:
-        if evicted:
-            self._c["image_evictions"] += len(evicted)
-            for k in evicted:
-                self._ivals.pop(k, None)
+        """Forget evicted images; demote the latent an evicted image carries to the latent tier."""
+        if not evicted:
+            return
+        c, ivals, carried, lat = self._c, self._ivals, self._carried, self._lat
+        c["image_evictions"] += len(evicted)
+        for k in evicted:
+            ivals.pop(k, None)
+            moved = carried.pop(k, None)
+            if moved is None:
+                continue
+            lid, value, size = moved
+            if lid in lat or lid in self._img or not 0 < size <= lat.capacity:
+                continue
+            c["demotions"] += 1
+            self._insert_latent(lid, size)
+            if value is not None:
+                self._lvals[lid] = value
 
     def set_alpha(self, alpha: float) -> None:
         """Set the split now (resizing both tiers and evicting overflow); the tuner may move it again."""
