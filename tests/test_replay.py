@@ -170,3 +170,26 @@ def test_cli_replay_reads_a_trace_file_and_a_subset_of_configs(replay_store, tmp
     assert list(data["configs"]) == ["imgstore", "adaptive"]
     assert data["window"]["requests"] == 60 and data["window"]["speedup"] == 1e9
     assert all(row["injected_ms_mean"] == 0 for row in data["configs"].values())
+
+
+def test_warmup_fills_the_caches_before_the_measured_window(replay_store):
+    """With a cache that holds everything, a warmed window fetches exactly the ids the warm-up did not read."""
+    from latentzarr.store import LatentStore
+
+    url, _ = replay_store
+    trace = synth_trace(4000, seed=6)
+    n, warm = 80, 200
+    ids = LatentStore.open(url).ids()
+    mapped, _ = map_window(trace, ids, start=len(trace) - n - warm, requests=n + warm)  # warm-up and window
+    unseen = set(mapped[warm:]) - set(mapped[:warm])
+    alone, _ = map_window(trace, ids, start=len(trace) - n, requests=n)  # the window mapped on its own
+    kw = {"configs": ["imgstore", "latent-only"], "requests": n, "rate": None, "in_flight": 1, "latency": "none",
+          "cache_fraction": 50.0}
+    warmed = replay_trace(url, trace, warmup=warm, **kw)
+    cold = replay_trace(url, trace, warmup=0, **kw)
+    assert warmed["window"]["warmup"] == warm and cold["window"]["warmup"] == 0
+    for config in ("imgstore", "latent-only"):
+        assert warmed["configs"][config]["store_reads"] == len(unseen)
+        assert cold["configs"][config]["store_reads"] == len(set(alone))  # every distinct id once
+    with pytest.raises(ValueError, match="warmup >= 0"):
+        replay_trace(url, trace, warmup=-1, **kw)

@@ -33,10 +33,14 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--rate", type=float, default=12.0, help="arrival rate, requests/s (12)")
     parser.add_argument("--in-flight", type=int, default=16, help="most requests served at once (16)")
     parser.add_argument("--latency", default="uniform:100:200", help="injected store latency (uniform:100:200 ms)")
-    parser.add_argument("--cache-fraction", type=float, default=0.2, help="cache budget / PNG working set (0.2)")
+    parser.add_argument("--cache-fraction", type=float, default=0.5, help="cache budget / PNG working set (0.5)")
+    parser.add_argument("--warmup", type=int, default=None,
+                        help="requests before the window served first, unmeasured (default: --requests; 0: cold)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the trace and the latency draws (0)")
     parser.add_argument("--build-size", type=int, default=64, help="picture side of a built store (64 px)")
     parser.add_argument("--build-images", type=int, default=64, help="ids in a built store (64)")
+    parser.add_argument("--build-dtype", default="bfloat16",
+                        help="latent dtype of a built store (bfloat16, the dtype FLUX.2 pipelines produce; float16)")
     parser.add_argument("--workdir", default=None, help="folder for a built store (default: a temporary one)")
     args = parser.parse_args(argv)
     if args.trace:
@@ -50,13 +54,16 @@ def main(argv: list[str] | None = None) -> dict:
     with tempfile.TemporaryDirectory(prefix="latentzarr-replay-") as tmp:
         store = args.store
         if store is None:
-            store, _ = build_replay_store(Path(args.workdir or tmp) / f"replay-{args.build_size}.zarr",
-                                          n_images=args.build_images, size=args.build_size)
+            name = f"replay-{args.build_size}-{args.build_dtype}.zarr"
+            store, _ = build_replay_store(Path(args.workdir or tmp) / name, n_images=args.build_images,
+                                          size=args.build_size, dtype=args.build_dtype)
         else:
             build_image_store(store)  # writes only the PNG objects still missing
-        doc = replay_trace(store, trace, requests=args.requests, rate=args.rate, in_flight=args.in_flight,
+        doc = replay_trace(store, trace, requests=args.requests, warmup=args.warmup, rate=args.rate,
+                           in_flight=args.in_flight,
                            latency=args.latency, cache_fraction=args.cache_fraction, seed=args.seed)
     doc["settings"]["picture_px"] = args.build_size if args.store is None else None
+    doc["settings"]["store_dtype"] = args.build_dtype if args.store is None else None
     if args.plot:
         plot_cdf(doc, args.plot)
         doc["plot"] = args.plot

@@ -40,6 +40,8 @@ def _load_trace(trace: str, fmt: str, seed: int):
               show_default=True, help="Comma-separated configurations to replay.")
 @click.option("--requests", type=int, default=1000, show_default=True, help="Requests in the replayed window.")
 @click.option("--start", type=int, default=None, help="First request of the window [the last REQUESTS requests].")
+@click.option("--warmup", type=int, default=None,
+              help="Requests before the window served first, unmeasured, to warm the caches [REQUESTS; 0: cold].")
 @click.option("--speedup", type=float, default=None, help="Divide the trace's arrival times by this.")
 @click.option("--rate", type=float, default=20.0, show_default=True,
               help="Without --speedup: choose the speed-up so that requests arrive at this rate (per s).")
@@ -47,14 +49,14 @@ def _load_trace(trace: str, fmt: str, seed: int):
 @click.option("--latency", default="uniform:100:200", show_default=True,
               help="Injected store latency per object read (ms): uniform:LO:HI, constant:MS, lognormal:MEDIAN:SIGMA, "
                    "none.")
-@click.option("--cache-fraction", type=float, default=0.2, show_default=True,
+@click.option("--cache-fraction", type=float, default=0.5, show_default=True,
               help="Cache budget of every cached configuration, as a fraction of the window's PNG working set.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the latency draws (and synthetic trace).")
 @click.option("--plot", "plot_path", type=click.Path(dir_okay=False, writable=True), default=None,
               help="Latency CDF figure (PNG).")
 @one_line_errors
 def replay(store: str, trace: str, fmt: str, json_out: str, image_store: str | None, configs: str, requests: int,
-           start: int | None, speedup: float | None, rate: float, in_flight: int, latency: str,
+           start: int | None, warmup: int | None, speedup: float | None, rate: float, in_flight: int, latency: str,
            cache_fraction: float, seed: int, plot_path: str | None) -> None:
     """Replay TRACE (a trace file or synthetic[:N]) against STORE in each configuration; write latency stats."""
     from latentzarr.replay import build_image_store, format_table, image_store_path, plot_cdf, replay_trace
@@ -65,8 +67,8 @@ def replay(store: str, trace: str, fmt: str, json_out: str, image_store: str | N
         build_image_store(store, folder)
     result = replay_trace(store, _load_trace(trace, fmt, seed), image_store=folder,
                           configs=[c.strip() for c in configs.split(",") if c.strip()], start=start,
-                          requests=requests, speedup=speedup, rate=rate, in_flight=in_flight, latency=latency,
-                          cache_fraction=cache_fraction, seed=seed)
+                          warmup=warmup, requests=requests, speedup=speedup, rate=rate, in_flight=in_flight,
+                          latency=latency, cache_fraction=cache_fraction, seed=seed)
     if plot_path:
         plot_cdf(result, plot_path)
         result["plot"] = str(plot_path)

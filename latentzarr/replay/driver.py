@@ -7,7 +7,7 @@ Configurations (same store backend, same total cache budget, same injected laten
 ``imgstore``    PNG objects in the same backend, an LRU image cache (:class:`~latentzarr.cache.LRUImageCache`)
                 of PNG bytes; a miss fetches the PNG object (injected latency), no decode
 ``image-only``  latent store, :meth:`DualFormatCache.image_only` (decoded PNGs cached)
-``latent-only`` latent store, :meth:`DualFormatCache.latent_only` (decompressed latents cached; a hit decodes)
+``latent-only`` latent store, :meth:`DualFormatCache.latent_only` (stored chunks cached; a hit decodes)
 ``adaptive``    latent store, :class:`~latentzarr.cache.DualFormatCache` with the marginal-hit tuner
 ==============  ============================================================================================
 
@@ -29,7 +29,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -37,10 +37,15 @@ from latentzarr.errors import LatentZarrError, ObjectTooLargeError
 from latentzarr.replay.latency import LatencyInjector, parse_latency
 from latentzarr.replay.stores import ImageObjectStore, disk_bytes, image_store_path
 
+if TYPE_CHECKING:
+    from latentzarr.store import EncodedLatent
+
 __all__ = ["CONFIGS", "OUTCOMES", "format_table", "map_window", "plot_cdf", "replay_trace"]
 
 CONFIGS: tuple[str, ...] = ("decode-all", "imgstore", "image-only", "latent-only", "adaptive")
 """The replayed configurations, in report order."""
+_WARMUP_SEED = 1_000_003
+"""Offset of the warm-up's latency seed from the window's."""
 OUTCOMES: tuple[str, ...] = ("image_hit", "latent_hit", "miss", "coalesced")
 """Per-request outcomes; their counts add up to the requests replayed. ``coalesced``: waited for a concurrent
 read of the same id (no fetch, no decode of its own)."""
@@ -71,7 +76,7 @@ def map_window(trace: Any, ids: Sequence[str], *, start: int = 0, requests: int 
 class _Server:
     """One configuration's serving path (thread-safe)."""
 
-    def __init__(self, config: str, *, cache_bytes: int, latent_read: Callable[[str], np.ndarray],
+    def __init__(self, config: str, *, cache_bytes: int, latent_read: Callable[[str], EncodedLatent],
                  image_read: Callable[[str], bytes], decode: Callable[[np.ndarray], np.ndarray],
                  cache_options: Mapping[str, Any]) -> None:
         from latentzarr.cache import DualFormatCache, LRUImageCache
@@ -94,6 +99,12 @@ class _Server:
         self._inflight: dict[str, Future] = {}
         self.counters = {"store_reads": 0, "decodes": 0}
         self.decode_ms_total = 0.0
+
+    def reset_counters(self) -> None:
+        """Zero the store-read and decode counters (after a warm-up); the cache keeps its contents and state."""
+        with self._lock:
+            self.counters = dict.fromkeys(self.counters, 0)
+            self.decode_ms_total = 0.0
 
     def _count(self, name: str, decode_ms: float = 0.0) -> None:
         with self._lock:
@@ -143,7 +154,7 @@ class _Server:
             fetch_ms = (time.perf_counter() - t0) * 1000
             self._count("store_reads")
         t0 = time.perf_counter()
-        pixels = self.decode(latent)
+        pixels = self.decode(latent.decode())
         decode_ms = (time.perf_counter() - t0) * 1000  # includes the wait for the decoder
         self._count("decodes", decode_ms)
         data = encode_image(pixels, "png")
@@ -165,6 +176,14 @@ def _summary(lat_ms: np.ndarray) -> dict[str, float]:
     p50, p95, p99 = np.percentile(lat_ms, [50, 95, 99])
     return {"n": int(lat_ms.size), "mean_ms": float(lat_ms.mean()), "p50_ms": float(p50), "p95_ms": float(p95),
             "p99_ms": float(p99), "max_ms": float(lat_ms.max())}
+
+
+def _warm(server: _Server, ids: Sequence[str], in_flight: int) -> None:
+    """Serve ``ids`` closed-loop (``in_flight`` at once, no pacing, nothing measured): fills the caches and
+    gives the adaptive tuner its first windows, as the requests before a window of a long trace would."""
+    with ThreadPoolExecutor(max_workers=in_flight) as pool:
+        for f in [pool.submit(server.read, i) for i in ids]:
+            f.result()
 
 
 def _run_one(server: _Server, ids: Sequence[str], arrivals: np.ndarray, in_flight: int) -> tuple[np.ndarray, list]:
@@ -191,8 +210,9 @@ def _run_one(server: _Server, ids: Sequence[str], arrivals: np.ndarray, in_fligh
 
 def replay_trace(store_url: str | os.PathLike[str], trace: Any, *, image_store: str | os.PathLike[str] | None = None,
                  configs: Sequence[str] = CONFIGS, start: int | None = None, requests: int = 1000,
-                 speedup: float | None = None, rate: float | None = 20.0, in_flight: int = 16,
-                 latency: str | LatencyInjector = "uniform:100:200", cache_fraction: float = 0.2,
+                 warmup: int | None = None, speedup: float | None = None, rate: float | None = 20.0,
+                 in_flight: int = 16,
+                 latency: str | LatencyInjector = "uniform:100:200", cache_fraction: float = 0.5,
                  cache_options: Mapping[str, Any] | None = None, seed: int = 0, model: str | None = None,
                  torch_threads: int | None = 1, keep_latencies: bool = True) -> dict[str, Any]:
     """Replay a trace window against each configuration of :data:`CONFIGS`; latency (ms) and hit split of each.
@@ -211,6 +231,11 @@ def replay_trace(store_url: str | os.PathLike[str], trace: Any, *, image_store: 
     start, requests
         The window: requests ``start .. start+requests`` of the trace (see :func:`map_window`); ``start`` None
         takes the last ``requests`` requests (a synthetic trace's early requests touch only the first-born objects).
+    warmup
+        Requests of the trace just before the window (default: ``requests``, as many as the trace has) that every
+        configuration serves first, closed-loop and unmeasured, with latencies drawn from another seed: the
+        measured window then starts from warm caches and a tuned split, as a window of a long trace does. The
+        objects of warm-up and window are mapped onto ids together (:func:`map_window`). 0: cold start.
     speedup, rate
         Arrival times are the trace's divided by ``speedup``; when ``speedup`` is None it is chosen so that the
         window arrives at ``rate`` requests/s on average; both None: all requests due at once (closed loop of
@@ -260,7 +285,11 @@ def replay_trace(store_url: str | os.PathLike[str], trace: Any, *, image_store: 
     images = ImageObjectStore(image_store if image_store is not None else image_store_path(store_url))
     if start is None:
         start = max(0, len(trace) - requests)
-    ids, arrivals = map_window(trace, store.ids(), start=start, requests=requests)
+    if warmup is not None and warmup < 0:
+        raise ValueError(f"Expected warmup >= 0 requests. Got {warmup!r} instead.")
+    warm_n = min(start, requests if warmup is None else warmup)
+    mapped, times = map_window(trace, store.ids(), start=start - warm_n, requests=requests + warm_n)
+    warm_ids, ids, arrivals = mapped[:warm_n], mapped[warm_n:], times[warm_n:] - times[warm_n:].min()
     span = float(arrivals.max()) if len(arrivals) else 0.0
     if speedup is None and rate is not None and span > 0:
         speedup = rate * span / len(ids)
@@ -287,10 +316,22 @@ def replay_trace(store_url: str | os.PathLike[str], trace: Any, *, image_store: 
     lats: dict[str, list[float]] = {}
     try:
         decode(store.get_one(distinct[0]))  # warm the decoder outside the timed runs
+        gate: list[LatencyInjector] = [injector]  # the injector every object read waits on now
+
+        def delayed(read: Callable[[str], Any]) -> Callable[[str], Any]:
+            def call(image_id: str) -> Any:
+                gate[0].wait()
+                return read(image_id)
+            return call
+
         for config in configs:
-            inj = injector.fresh()
-            server = _Server(config, cache_bytes=cache_bytes, latent_read=inj.wrap(store.get_one),
-                             image_read=inj.wrap(images.get), decode=decode, cache_options=opts)
+            gate[0] = injector.fresh(seed + _WARMUP_SEED)  # warm-up draws, then the window's (same in every config)
+            server = _Server(config, cache_bytes=cache_bytes, latent_read=delayed(store.get_encoded),
+                             image_read=delayed(images.get), decode=decode, cache_options=opts)
+            if warm_ids:
+                _warm(server, warm_ids, in_flight)
+                server.reset_counters()
+            inj = gate[0] = injector.fresh()
             t0 = time.perf_counter()
             lat, outcomes = _run_one(server, ids, arrivals, in_flight)
             wall = time.perf_counter() - t0
@@ -315,7 +356,8 @@ def replay_trace(store_url: str | os.PathLike[str], trace: Any, *, image_store: 
         "store": str(store_url),
         "image_store": str(images.path),
         "configs": out,
-        "window": {"start": start, "requests": len(ids), "distinct_ids": len(distinct), "store_ids": len(store),
+        "window": {"start": start, "requests": len(ids), "warmup": warm_n, "distinct_ids": len(distinct),
+                   "store_ids": len(store),
                    "trace_seconds": span, "speedup": speedup, "arrival_rate_per_s":
                        len(ids) / (span / speedup) if speedup and span > 0 else None,
                    "working_set_bytes": working_set},

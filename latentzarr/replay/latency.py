@@ -63,9 +63,9 @@ class LatencyInjector:
         self._rng = np.random.default_rng(self.seed)
         self._lock = threading.Lock()
 
-    def fresh(self) -> LatencyInjector:
-        """A new injector with the same distribution and seed (counters at zero, generator restarted)."""
-        return LatencyInjector(self.distribution, self.params, self.seed)
+    def fresh(self, seed: int | None = None) -> LatencyInjector:
+        """A new injector with the same distribution and ``seed`` (default: this one's); counters at zero."""
+        return LatencyInjector(self.distribution, self.params, self.seed if seed is None else seed)
 
     def draw(self) -> float:
         """One latency in ms (counted as one read)."""
