@@ -358,3 +358,28 @@ def test_corrupt_shard_through_the_cluster(served, reference) -> None:
     finally:
         shard.write_bytes(original)
     assert LatentStore.open(path).verify()["ok"] == N_IDS
+
+
+def test_corrupt_shard_over_http_is_a_500_naming_the_id_without_retry_after(tmp_path, latents64) -> None:
+    """Damage is permanent: the endpoint says so (500 ``corrupt``), not 503 + Retry-After; other ids still serve."""
+    import httpx
+
+    from latentzarr.http import create_app
+    from test_http import ServerThread
+
+    make_store(tmp_path / "s.zarr", latents64)
+    shard = sorted((tmp_path / "s.zarr" / "arrays").rglob("c/1/0/0/0"))[0]  # rows 8..15
+    data = bytearray(shard.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    shard.write_bytes(bytes(data))
+    bad = sorted(LatentStore.open(tmp_path / "s.zarr").verify()["unreadable"])
+    good = next(i for i in latents64 if i not in bad)
+    assert bad
+    with ServerThread(create_app(str(tmp_path / "s.zarr"), n_workers=1, rate_limit=None)) as server, \
+            httpx.Client(base_url=server.url, timeout=120) as http:
+        for suffix in ("", "/latent"):
+            r = http.get(f"/v1/images/{bad[0]}{suffix}")
+            assert r.status_code == 500 and r.json()["error"] == "corrupt", r.text
+            assert repr(bad[0]) in r.json()["detail"] and "retry-after" not in r.headers
+            assert "Traceback" not in r.text
+        assert http.get(f"/v1/images/{good}").status_code == 200

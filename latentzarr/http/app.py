@@ -43,7 +43,13 @@ from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from latentzarr.errors import InvalidIdError, InvalidRenditionError, LatentZarrError, UnknownIdError
+from latentzarr.errors import (
+    CorruptDataError,
+    InvalidIdError,
+    InvalidRenditionError,
+    LatentZarrError,
+    UnknownIdError,
+)
 from latentzarr.http.auth import BearerAuth, validate_token
 from latentzarr.http.limits import (
     DEFAULT_BURST,
@@ -408,7 +414,10 @@ async def _on_library(request: Request, exc: Exception) -> Response:
         return await _on_unknown(request, exc)
     if isinstance(exc, InvalidIdError | InvalidRenditionError):
         return await _on_invalid(request, exc)
-    if isinstance(exc, OSError):  # CorruptDataError and other storage failures
+    if isinstance(exc, CorruptDataError):  # permanent: retrying cannot help, so no 503 / Retry-After
+        log.error("corrupt data serving %s: %s", request.url.path, exc)
+        return _problem(500, "corrupt", str(exc))
+    if isinstance(exc, OSError):  # StoreUnavailableError and other storage failures: transient
         return await _on_unavailable(request, exc)
     log.exception("latentzarr error serving %s", request.url.path, exc_info=exc)
     return _problem(500, "internal", f"{type(exc).__name__} while serving this request.")

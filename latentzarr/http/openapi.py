@@ -30,6 +30,7 @@ def _errors(*codes: int) -> dict[str, Any]:
         414: "Path and query too long.",
         422: "Invalid parameter; `parameter` names it.",
         429: "Too many requests from this client; retry after `Retry-After` seconds.",
+        500: "The stored data of this id is damaged (`error`: `corrupt`); retrying cannot help.",
         503: "Cluster or store unavailable; retry after `Retry-After` seconds.",
     }
     out = {}
@@ -118,7 +119,7 @@ def openapi_document(*, bearer: bool = False) -> dict[str, Any]:
                 "200": {"description": "The encoded picture.", "headers": _CACHING,
                         "content": {"image/png": binary, "image/webp": binary, "image/jpeg": binary}},
                 "304": {"description": "Not modified (If-None-Match matched).", "headers": _CACHING},
-                **_errors(404, 422, 503),
+                **_errors(404, 422, 500, 503),
             },
         }},
         "/v1/images/{id}/latent": {"get": {
@@ -128,7 +129,7 @@ def openapi_document(*, bearer: bool = False) -> dict[str, Any]:
                 "200": {"description": ".npy bytes (bfloat16 widened to float32).", "headers": _CACHING,
                         "content": {"application/octet-stream": binary}},
                 "304": {"description": "Not modified.", "headers": _CACHING},
-                **_errors(404, 422, 503),
+                **_errors(404, 422, 500, 503),
             },
         }},
         "/v1/images/{id}/meta": {"get": {
