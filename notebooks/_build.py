@@ -103,8 +103,9 @@ QUICKSTART = [
         ## Look at the latents
 
         Each picture is a `32 x 16 x 16` float16 grid here: 16 KiB raw against 48 KiB of pixels. Selecting by id
-        uses the `image_id` index. Below, the first eight channels of one latent: coarse, smooth maps of the
-        picture.
+        uses the `image_id` index. Below, the first eight channels of one latent. At this size they look more like
+        noise than like the picture: neighbouring values are only weakly related, one reason why lossless coding
+        of latents gains little from spatial prediction (see `design.md`).
     """),
     code("""
         import matplotlib.pyplot as plt
