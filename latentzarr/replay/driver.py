@@ -395,15 +395,15 @@ def _bar(out: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
 
 def plot_cdf(result: Mapping[str, Any], path: str | os.PathLike[str]) -> Path:
     """Write a latency CDF (one line per configuration, log-scale ms) of a :func:`replay_trace` result as PNG."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
 
     lats = result.get("latencies_ms")
     if not lats:
         raise ValueError("Expected a replay result with latencies_ms. Got none; replay with keep_latencies=True.")
-    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    fig = Figure(figsize=(6.4, 4.2))
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot(1, 1, 1)
     for name, values in lats.items():
         a = np.sort(np.asarray(values))
         ax.plot(a, np.arange(1, a.size + 1) / a.size, label=name)
@@ -418,7 +418,6 @@ def plot_cdf(result: Mapping[str, Any], path: str | os.PathLike[str]) -> Path:
     fig.tight_layout()
     out = Path(path)
     fig.savefig(out, dpi=120)
-    plt.close(fig)
     return out
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -35,16 +36,11 @@ def plot_observations(stats: dict, out_dir: str | Path) -> list[Path]:
 
     ``stats`` is the dict returned by :func:`latentzarr.traces.analysis.analyze_trace`.
     """
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths = []
 
-    fig, ax = plt.subplots(figsize=(5, 4))
+    fig, ax = _subplots()
     rf = stats["rank_frequency"]
     ranks = np.asarray(rf["rank"], dtype=float)
     ax.loglog(ranks, rf["views"], ".", label="measured")
@@ -56,7 +52,7 @@ def plot_observations(stats: dict, out_dir: str | Path) -> list[Path]:
     ax.legend()
     paths.append(_save(fig, out / "popularity.png"))
 
-    fig, ax = plt.subplots(figsize=(5, 4))
+    fig, ax = _subplots()
     d = stats["decay"]
     edges = np.asarray(d["age_edges_days"], dtype=float)
     mids = np.sqrt(np.maximum(edges[:-1], 1 / 96) * np.where(np.isfinite(edges[1:]), edges[1:], edges[-2] * 2))
@@ -67,7 +63,7 @@ def plot_observations(stats: dict, out_dir: str | Path) -> list[Path]:
     ax.legend()
     paths.append(_save(fig, out / "decay.png"))
 
-    fig, ax = plt.subplots(figsize=(5, 4))
+    fig, ax = _subplots()
     m = stats["mrc"]
     x = 100 * np.asarray(m["cache_fraction"], dtype=float)
     ax.semilogx(x, m["lru"], "o-", label="LRU")
@@ -81,7 +77,7 @@ def plot_observations(stats: dict, out_dir: str | Path) -> list[Path]:
     ax.legend()
     paths.append(_save(fig, out / "mrc.png"))
 
-    fig, ax = plt.subplots(figsize=(5, 4))
+    fig, ax = _subplots()
     c = stats["interval_cdf"]
     ax.semilogx(np.asarray(c["seconds"]) / 3600, c["cdf"], "-")
     for hours, label in ((1, "1 h"), (24, "1 day"), (720, "30 days")):
@@ -92,10 +88,17 @@ def plot_observations(stats: dict, out_dir: str | Path) -> list[Path]:
     return paths
 
 
+def _subplots() -> tuple[Any, Any]:
+    """A 5 x 4 in figure on its own Agg canvas (no pyplot: the caller's backend, e.g. Jupyter's, is untouched)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(5, 4))
+    FigureCanvasAgg(fig)
+    return fig, fig.add_subplot(1, 1, 1)
+
+
 def _save(fig, path: Path) -> Path:
     fig.tight_layout()
     fig.savefig(path, dpi=100)
-    import matplotlib.pyplot as plt
-
-    plt.close(fig)
     return path
