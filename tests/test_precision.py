@@ -9,6 +9,7 @@ import math
 import ml_dtypes
 import numcodecs
 import numpy as np
+import pandas as pd
 import pytest
 import zarr
 from hypothesis import given, settings
@@ -19,6 +20,7 @@ from latentzarr_codecs.lossy import error_bound
 from PIL import Image
 
 from latentzarr.precision import (
+    FidelityResult,
     PrecisionMode,
     best_reduction,
     channel_sensitivity,
@@ -286,6 +288,9 @@ def test_fidelity_result_json_and_bar_helpers(small_result) -> None:
     data = json.loads(small_result.to_json())
     rows = {(r["method"], r["setting"]): r for r in data["summary"]}
     assert rows[("latent", "lossless")]["psnr_mean"] is None  # infinite: identical decodes
+    back = FidelityResult.from_json(small_result.to_json())
+    pd.testing.assert_frame_equal(back.summary, small_result.summary, check_dtype=False)
+    assert back.info == json.loads(json.dumps(small_result.info))
     gain = equal_bytes_gain(small_result, "q8", "webp")
     assert gain["gain_db"] == pytest.approx(gain["latent_psnr_mean"] - gain["codec_psnr_mean"])
     assert "matched_gain_db" in gain

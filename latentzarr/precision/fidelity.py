@@ -118,6 +118,18 @@ class FidelityResult:
             default=_json_default,
         )
 
+    @classmethod
+    def from_json(cls, text: str) -> FidelityResult:
+        """Inverse of :meth:`to_json` (``null`` PSNR back to ``inf``), e.g. to re-plot a saved run."""
+        data = json.loads(text)
+        frames = []
+        for key in ("per_image", "summary"):
+            frame = pd.DataFrame(data[key])
+            for column in [c for c in frame.columns if c.startswith("psnr")]:
+                frame[column] = frame[column].astype(float).fillna(math.inf)
+            frames.append(frame)
+        return cls(frames[0], frames[1], data["info"])
+
     def table(self) -> str:
         """The rate-distortion table as Markdown (bytes per image, PSNR mean / min, SSIM mean / min)."""
         lines = [
@@ -358,12 +370,14 @@ def best_reduction(result: FidelityResult, min_psnr: float = 50.0, png: str = "d
 def plot_rate_distortion(result: FidelityResult, path: str, title: str | None = None) -> None:
     """Write a PNG: bytes per image (log x) vs mean PSNR, one curve per latent family and per image codec.
 
-    Identical decodes (PSNR ``inf``) are left out; the optimised PNG size is a dashed vertical line.
+    An image codec's curve is its quality ladder; its byte-matched points are crosses. Identical decodes (PSNR
+    ``inf``) are left out; the optimised PNG size is a dotted vertical line.
     """
     import matplotlib
 
     matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     summary = result.summary[np.isfinite(result.summary["psnr_mean"])]
     fig, ax = plt.subplots(figsize=(8, 5.5), dpi=110)
@@ -381,10 +395,17 @@ def plot_rate_distortion(result: FidelityResult, path: str, title: str | None = 
                 textcoords="offset points",
             )
     for codec in [m for m in summary["method"].unique() if m != LATENT]:
-        x, y = _curve(summary, codec)
-        ax.plot(x / 1000, y, "s--", ms=3, lw=1.2, label=codec)
+        part = summary[summary["method"] == codec]
+        ladder = part[~part["setting"].str.startswith("@")].sort_values("bytes_mean")
+        (line,) = ax.plot(ladder["bytes_mean"] / 1000, ladder["psnr_mean"], "s--", ms=3, lw=1.2, label=codec)
+        matched = part[part["setting"].str.startswith("@")]
+        ax.plot(matched["bytes_mean"] / 1000, matched["psnr_mean"], "x", ms=4, color=line.get_color())
     ax.axvline(result.info["png_bytes_per_image"] / 1000, color="grey", ls=":", label="optimised PNG")
     ax.set_xscale("log")
+    plain = matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}")
+    ax.xaxis.set_major_formatter(plain)
+    ax.xaxis.set_minor_formatter(plain)
+    ax.tick_params(axis="x", which="minor", labelsize=7)
     ax.set_xlabel("bytes per image (KB, log scale)")
     ax.set_ylabel("mean PSNR vs lossless decode (dB)")
     shape = result.info.get("picture_shape", ["?", "?"])
