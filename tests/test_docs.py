@@ -123,22 +123,33 @@ class PageRun:
         self._check(rc, out, err, where)
 
     def bash(self, code: str, where: str) -> None:
+        """Run a bash block: each line ending in ``&`` starts a background process; the lines between them run
+        together as one ``bash -e`` script (so shell variables carry over within such a run)."""
+        script: list[str] = []
         for raw in code.splitlines():
-            line = raw.split(" #", 1)[0].strip() if not raw.lstrip().startswith("#") else ""
-            if not line:
-                continue
-            out, err = self._log("bash")
-            if line.endswith("&"):
-                with out.open("w") as fo, err.open("w") as fe:  # files, not pipes: a server outlives this call
-                    self.background.append(subprocess.Popen(
-                        ["bash", "-c", f"exec {line[:-1].strip()}"], cwd=self.cwd, env=self.env, stdout=fo,
-                        stderr=fe, start_new_session=True))
-                self.stdout.append(f"[background: {line}]")
-                continue
-            with out.open("w") as fo, err.open("w") as fe:
-                rc = subprocess.run(["bash", "-e", "-o", "pipefail", "-c", line], cwd=self.cwd, env=self.env,
-                                    stdout=fo, stderr=fe, timeout=self._left()).returncode
-            self._check(rc, out, err, f"{where}: {line}")
+            line = raw.split(" #", 1)[0].strip()  # a background line may end in a comment
+            if line.endswith("&") and not line.startswith("#"):
+                self._script(script, where)
+                script = []
+                self._start(line[:-1].strip())
+            else:
+                script.append(raw)
+        self._script(script, where)
+
+    def _script(self, lines: list[str], where: str) -> None:
+        if not any(s.strip() and not s.strip().startswith("#") for s in lines):
+            return
+        out, err = self._log("bash")
+        with out.open("w") as fo, err.open("w") as fe:
+            rc = subprocess.run(["bash", "-e", "-o", "pipefail", "-c", "\n".join(lines)], cwd=self.cwd,
+                                env=self.env, stdout=fo, stderr=fe, timeout=self._left()).returncode
+        self._check(rc, out, err, where)
+
+    def _start(self, command: str) -> None:
+        out, err = self._log("background")
+        with out.open("w") as fo, err.open("w") as fe:  # files, not pipes: a server outlives this call
+            self.background.append(subprocess.Popen(["bash", "-c", f"exec {command}"], cwd=self.cwd, env=self.env,
+                                                    stdout=fo, stderr=fe, start_new_session=True))
 
     def _check(self, rc: int, out: Path, err: Path, where: str) -> None:
         text = out.read_text()
@@ -148,7 +159,7 @@ class PageRun:
                         f"{err.read_text()[-5000:]}\n{self.background_logs()}")
 
     def background_logs(self) -> str:
-        logs = sorted(self.cwd.glob(".doc-*-bash.*"))
+        logs = sorted(self.cwd.glob(".doc-*-background.*"))
         return "\n".join(f"--- {p.name}\n{p.read_text()[-1500:]}" for p in logs)
 
     def stop(self) -> None:
