@@ -16,8 +16,10 @@ Rules (also in docs/README.md):
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -30,6 +32,9 @@ import pytest
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
 PAGES = ("jupyter.md", "training.md", "http-service.md", "operator.md")
+PROGRAMS = {"training.md": ("latentzarr",), "http-service.md": ("latentzarr", "curl"),
+            "operator.md": ("curl", "dask", "moto_server")}
+"""Programs each page's bash blocks run (the page is skipped where one is missing)."""
 PORTS = (8000, 8786, 9000)
 """Local ports the pages use; each is replaced by a free port in every block of a page."""
 PAGE_TIMEOUT_S = 240
@@ -163,16 +168,20 @@ class PageRun:
         return "\n".join(f"--- {p.name}\n{p.read_text()[-1500:]}" for p in logs)
 
     def stop(self) -> None:
-        """SIGTERM each background process group this run started, then SIGKILL what is left."""
+        """SIGTERM the process group of each background command this run started (servers and the processes
+        they spawned), wait for the command, then SIGKILL whatever is left of its group."""
         for proc in self.background:
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGTERM)
+            _signal_group(proc.pid, signal.SIGTERM)
         for proc in self.background:
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(timeout=15)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout=20)
+            _signal_group(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=20)
+
+
+def _signal_group(pgid: int, sig: int) -> None:
+    with contextlib.suppress(ProcessLookupError):  # the group is already gone
+        os.killpg(pgid, sig)
 
 
 def run_page(name: str, cwd: Path, env: dict[str, str]) -> str:
@@ -224,8 +233,10 @@ def assert_prints(output: str, expected: list[str], page: str) -> None:
 @pytest.fixture
 def docs_env(models_dir: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DASK_", "AWS_"))}
+    # this interpreter's scripts (latentzarr, dask, moto_server, python) first, as in an activated environment
+    env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + env.get("PATH", "")
     env.update(LATENTZARR_MODELS=str(models_dir), OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "2"),
-               PYTHONWARNINGS="ignore", NO_COLOR="1")
+               NO_COLOR="1")
     return env
 
 
@@ -261,6 +272,9 @@ def test_index_lists_every_page() -> None:
 # ------------------------------------------------------------------------------------------------ the pages
 @pytest.mark.parametrize("page", PAGES)
 def test_page_examples_run(page: str, tmp_path: Path, docs_env: dict[str, str]) -> None:
+    for program in PROGRAMS.get(page, ()):
+        if shutil.which(program, path=docs_env["PATH"]) is None:
+            pytest.skip(f"{page} runs {program!r}, which is not installed")
     if page == "operator.md":
         pytest.importorskip("moto.server")
         pytest.importorskip("s3fs")
