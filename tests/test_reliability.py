@@ -92,6 +92,12 @@ def test_injector_is_seedable_validates_and_pickles_as_settings() -> None:
     assert is_transient(InjectedFault("x")) and is_transient(TimeoutError()) and is_transient(OSError(errno.EIO, "x"))
     assert not is_transient(FileNotFoundError()) and not is_transient(CorruptDataError("x"))
     assert not is_transient(StoreUnavailableError("x")) and StoreUnavailableError.retryable
+    # s3fs lets botocore's connection errors through; they are not OSErrors but are just as transient
+    from botocore.exceptions import ConnectionClosedError, EndpointConnectionError, NoCredentialsError
+
+    assert is_transient(EndpointConnectionError(endpoint_url="http://127.0.0.1:9"))
+    assert is_transient(ConnectionClosedError(endpoint_url="http://127.0.0.1:9"))
+    assert not is_transient(NoCredentialsError()) and not is_transient(ValueError("x"))
     assert not CorruptDataError.retryable
 
 
@@ -363,9 +369,9 @@ def test_corrupt_shard_through_the_cluster(served, reference) -> None:
 def test_corrupt_shard_over_http_is_a_500_naming_the_id_without_retry_after(tmp_path, latents64) -> None:
     """Damage is permanent: the endpoint says so (500 ``corrupt``), not 503 + Retry-After; other ids still serve."""
     import httpx
+    from test_http import ServerThread
 
     from latentzarr.http import create_app
-    from test_http import ServerThread
 
     make_store(tmp_path / "s.zarr", latents64)
     shard = sorted((tmp_path / "s.zarr" / "arrays").rglob("c/1/0/0/0"))[0]  # rows 8..15

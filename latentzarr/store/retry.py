@@ -28,14 +28,27 @@ RETRY_BACKOFF_MS = (25.0, 400.0)
 _NOT_TRANSIENT = (FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError, FileExistsError)
 
 
+def _network_errors() -> tuple[type[BaseException], ...]:
+    """botocore's connection-level errors (s3fs raises them as they are; they are not ``OSError``)."""
+    try:
+        from botocore.exceptions import ConnectionError as BotoConnectionError
+        from botocore.exceptions import HTTPClientError
+    except ImportError:  # no S3 support installed
+        return ()
+    return (BotoConnectionError, HTTPClientError)
+
+
 def is_transient(exc: BaseException) -> bool:
     """Whether ``exc`` is a transient storage failure worth retrying.
 
     True for :class:`OSError` and its subclasses (``ConnectionError``, ``TimeoutError``, ``EIO``...) except those
     that describe the object rather than the connection (missing, exists, permission, not a file/folder) and
-    except latentzarr's own errors (``CorruptDataError`` is an ``OSError`` but is permanent).
+    except latentzarr's own errors (``CorruptDataError`` is an ``OSError`` but is permanent); and for botocore's
+    connection errors (an unreachable S3 endpoint, a dropped connection, a read timeout).
     """
-    return isinstance(exc, OSError) and not isinstance(exc, (LatentZarrError, *_NOT_TRANSIENT))
+    if isinstance(exc, OSError):
+        return not isinstance(exc, (LatentZarrError, *_NOT_TRANSIENT))
+    return isinstance(exc, _network_errors())
 
 
 def with_retries(fn: Callable[[], T], *, what: str, url: str, attempts: int = RETRY_ATTEMPTS) -> T:
