@@ -105,13 +105,19 @@ def _plain(value):
     return value
 
 
+def _match(text: str) -> bool | list[str]:
+    if text.strip() in ("all", "none"):
+        return text.strip() == "all"
+    return [m for m in text.split(",") if m.strip()]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--sizes", default="512,1024", help="comma-separated image sizes (multiples of 8)")
     parser.add_argument("--modes", default=",".join(DEFAULT_MODES), help="comma-separated precision modes")
     parser.add_argument("--codecs", default=",".join(IMAGE_CODECS), help="comma-separated image codecs")
     parser.add_argument("--qualities", default=",".join(map(str, DEFAULT_QUALITIES)))
-    parser.add_argument("--match", default="all", help="lossy modes to match in bytes per image: 'all' or a list")
+    parser.add_argument("--match", default="all", help="modes to byte-match: 'all', 'none' or a list")
     parser.add_argument("--images", type=int, default=len(SAMPLE_NAMES), help="number of sample photos (<= 8)")
     parser.add_argument("--model", default="taef2")
     parser.add_argument("--json", help="write every figure to this JSON file")
@@ -139,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
             modes,
             codecs,
             qualities=qualities,
-            match_bytes=True if args.match == "all" else [m for m in args.match.split(",") if m.strip()],
+            match_bytes=_match(args.match),
             names=names,
             sources=sources,
             progress=lambda m, s=size: print(f"[{s}] {m}", file=sys.stderr, flush=True),

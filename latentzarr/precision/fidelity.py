@@ -58,6 +58,7 @@ DEFAULT_MODES: tuple[str, ...] = (
 DEFAULT_QUALITIES: tuple[int, ...] = (50, 75, 85, 90, 95, 98, 100)
 """Image-codec qualities always evaluated (besides the byte-matched ones), to draw their curves."""
 LATENT = "latent"
+_FAMILIES = ("bitround", "q", "step", "wstep")
 
 
 def psnr(reference: np.ndarray, picture: np.ndarray) -> float:
@@ -211,6 +212,7 @@ def evaluate_fidelity(
         raise ValueError(f"Expected {len(arr)} names (one per latent). Got {len(names)} instead.")
     say(f"lossless decode of {len(arr)} latents {arr.shape[1:]}")
     reference = model.decode(arr, batch_size=batch_size)
+    match_names = set() if isinstance(match_bytes, bool) else {parse_mode(m).name for m in match_bytes}
     rows: list[dict[str, Any]] = []
     latent_bytes: dict[str, np.ndarray] = {}
     sensitivity: np.ndarray | None = None
@@ -227,7 +229,6 @@ def evaluate_fidelity(
             latent_bytes[resolved.name] = encoded.nbytes
         for i, name in enumerate(names):
             rows.append(_row(LATENT, resolved.name, name, None, int(encoded.nbytes[i]), reference[i], pictures[i]))
-    match_names = set() if isinstance(match_bytes, bool) else {parse_mode(m).name for m in match_bytes}
     unavailable = {c: r for c, r in available_codecs().items() if c in image_codecs and r is not None}
     for codec in image_codecs:
         if codec not in IMAGE_CODECS:
@@ -385,7 +386,8 @@ def plot_rate_distortion(result: FidelityResult, path: str, title: str | None = 
     latent["family"] = latent["setting"].str.extract(r"^([a-z]+)", expand=False)
     for family, part in latent.groupby("family", sort=False):
         part = part.sort_values("bytes_mean")
-        ax.plot(part["bytes_mean"] / 1000, part["psnr_mean"], "o-", lw=2, label=f"latent {family}")
+        color = f"C{_FAMILIES.index(family)}" if family in _FAMILIES else None
+        ax.plot(part["bytes_mean"] / 1000, part["psnr_mean"], "o-", lw=2, color=color, label=f"latent {family}")
         for row in part.itertuples(index=False):
             ax.annotate(
                 row.setting,
@@ -397,7 +399,10 @@ def plot_rate_distortion(result: FidelityResult, path: str, title: str | None = 
     for codec in [m for m in summary["method"].unique() if m != LATENT]:
         part = summary[summary["method"] == codec]
         ladder = part[~part["setting"].str.startswith("@")].sort_values("bytes_mean")
-        (line,) = ax.plot(ladder["bytes_mean"] / 1000, ladder["psnr_mean"], "s--", ms=3, lw=1.2, label=codec)
+        color = f"C{len(_FAMILIES) + IMAGE_CODECS.index(codec)}" if codec in IMAGE_CODECS else None
+        (line,) = ax.plot(
+            ladder["bytes_mean"] / 1000, ladder["psnr_mean"], "s--", ms=3, lw=1.2, color=color, label=codec
+        )
         matched = part[part["setting"].str.startswith("@")]
         ax.plot(matched["bytes_mean"] / 1000, matched["psnr_mean"], "x", ms=4, color=line.get_color())
     ax.axvline(result.info["png_bytes_per_image"] / 1000, color="grey", ls=":", label="optimised PNG")
