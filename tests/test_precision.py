@@ -323,3 +323,5 @@ def test_workflow_runs_small(capsys, models_dir) -> None:
     assert module.main(argv) == 0
     out = capsys.readouterr().out
     assert "| latent | q8 |" in out and "bar 2" in out and "bar 1" in out
+    assert module.main([*argv[:6], "--codecs", "jpeg", "--match", "none", "--qualities", "90"]) == 0
+    assert "vs WebP not evaluated" in capsys.readouterr().out

@@ -88,7 +88,8 @@ def bar_checks(result, size: int) -> dict:
         jpeg = min((gains[c]["gain_db"] for c in ("jpeg", "jpeg444") if c in gains), default=None)
         ok = all(v is not None and v >= GAIN_DB for v in (worst_webp, jpeg))
         out["bar_gain_met"] = ok
-        print(f"  bar 1 ({'met' if ok else 'NOT met'}): vs WebP {worst_webp:+.2f} dB, vs best JPEG {jpeg:+.2f} dB")
+        shown = ["not evaluated" if v is None else f"{v:+.2f} dB" for v in (worst_webp, jpeg)]
+        print(f"  bar 1 ({'met' if ok else 'NOT met'}): vs WebP {shown[0]}, vs the better JPEG variant {shown[1]}")
     return out
 
 
