@@ -190,6 +190,19 @@ def test_lossy_error_within_documented_bound(case: tuple[np.ndarray, str], choic
     assert default.dtype == array.dtype and default.size == array.size
 
 
+def test_edge_cases_overflow_and_wide_codes() -> None:
+    big = np.array([[65504.0, -65504.0], [1.0, 0.0]], np.float16)  # rounding 65504 to 3 bits would give inf
+    out = LossyPCodec("bitround", keepbits=3).decode(LossyPCodec("bitround", keepbits=3).encode(big))
+    assert np.isfinite(out).all() and out[0] == 61440 and out[1] == -61440
+    wide = np.linspace(-1, 1, 64, dtype=np.float32).reshape(8, 8)  # 2e6 codes per plane: stored as uint32
+    codec = LossyPCodec("step", steps=1e-6)
+    back = np.empty(wide.shape, np.float64)
+    codec.decode(codec.encode(wide), out=back)
+    assert np.abs(back - wide).max() <= 0.5e-6 * (1 + 1e-9)
+    with pytest.raises(ValueError, match="larger step"):
+        LossyPCodec("step", steps=1e-12).encode(wide)
+
+
 def test_bitround_refuses_more_bits_than_the_dtype_has() -> None:
     with pytest.raises(ValueError, match="keepbits <= 7"):
         LossyPCodec("bitround", keepbits=8).encode(np.ones((2, 2), BF16))
