@@ -181,7 +181,8 @@ def evaluate_fidelity(
     latents
         (N, C, h, w) stored latents (float16, float32 or bfloat16), e.g. a sample of a store.
     model
-        The decoder (:class:`latentzarr.models.LatentAutoencoder`); also resolves ``wstep`` modes.
+        The decoder (:class:`latentzarr.models.LatentAutoencoder`). It also resolves ``wstep`` modes: their
+        channel sensitivity is measured once, on the first two latents (a 16 x 16 latent-pixel centre crop).
     modes
         Precision modes (text or :class:`PrecisionMode`); ``lossless`` is the sanity row (PSNR ``inf``).
     image_codecs

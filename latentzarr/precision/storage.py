@@ -6,7 +6,6 @@ codec (:meth:`PrecisionMode.numcodecs_codec`), so bytes per image here are the b
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -127,9 +126,3 @@ def _numpy_dtype(name: str) -> np.dtype:
 
         return np.dtype(ml_dtypes.bfloat16)
     return np.dtype(name)
-
-
-def modes_from_text(text: str | Sequence[str]) -> list[PrecisionMode]:
-    """Parse a comma-separated list (or a sequence) of mode texts."""
-    items = [t for t in text.split(",") if t.strip()] if isinstance(text, str) else list(text)
-    return [parse_mode(t) for t in items]
