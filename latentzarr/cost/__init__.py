@@ -25,6 +25,7 @@ from latentzarr.cost.model import (
     latent_name,
     months_until,
     sensitivity,
+    tier_name,
 )
 
 __all__ = [
@@ -43,4 +44,5 @@ __all__ = [
     "latent_name",
     "months_until",
     "sensitivity",
+    "tier_name",
 ]

@@ -11,6 +11,11 @@ nothing is deleted) and ``requests[t]`` reads. Every scenario pays, per month:
   fee per GB for the share ``archived_request_fraction`` of the month's reads that land on archived images.
 * **Latent-first** (one line per GPU): ``catalogue[t] * latent_bytes`` on standard storage, plus GPU time
   ``requests[t] * decode_trigger_rate * decode_ms / 3.6e6 / gpu_utilization`` hours at the GPU's price.
+* **Latent-first + tiers** (one line per GPU, only when ``tier_bytes`` is set): latent-first whose images are
+  rewritten at a lossy precision tier of ``tier_bytes`` bytes once idle (:mod:`latentzarr.sim.tiers`). A share
+  ``f[a]`` (``tier_demoted_by_age``) of the images aged ``a`` whole months is at the tier, so storage is
+  ``catalogue[t] * latent_bytes - (latent_bytes - tier_bytes) * sum_s births[s] * f[t - s]``; the GPU time is that
+  of latent-first (a demoted latent decodes as fast). The rewrites' request fees are not modelled.
 
 Prices may decline geometrically: a price ``p`` at month ``t`` is ``p * (1 - decline_per_year) ** ((t - 1) / 12)``.
 Within the trace period the catalogue grows with an exponentially rising birth rate fixed by two published numbers
@@ -60,6 +65,7 @@ __all__ = [
     "latent_name",
     "months_until",
     "sensitivity",
+    "tier_name",
 ]
 
 GB = 1e9  # storage is billed per decimal GB (cloud price lists)
@@ -150,6 +156,12 @@ class CostInputs:
     trace_end_year
         Calendar time of the end of the trace period as a decimal year (2026.0 = 1 January 2026); only used to
         turn a calendar year into a month count (:func:`months_until`).
+    tier_bytes
+        Bytes of one latent rewritten at the lossy precision tier (0 < tier_bytes <= latent_bytes), or ``None``
+        (the default: no "Latent-first + tiers" scenario).
+    tier_demoted_by_age
+        Element ``a`` (0..1): share of the images aged ``a`` whole months that sit at the tier; the last value
+        holds for older images. Required with ``tier_bytes`` (see :meth:`with_tiers`).
     """
 
     trace_months: int = 35
@@ -173,6 +185,8 @@ class CostInputs:
     catalogue_growth_per_year: float = 0.0
     request_growth_per_year: float = 0.0
     trace_end_year: float = 2026.0
+    tier_bytes: float | None = None
+    tier_demoted_by_age: tuple[float, ...] = ()
 
     def __post_init__(self) -> None:
         for name in ("trace_months", "archive_after_months"):
@@ -205,6 +219,38 @@ class CostInputs:
         if len({g.name for g in gpus}) != len(gpus):
             raise ValueError(f"Expected distinct GPU names. Got {[g.name for g in gpus]!r} instead.")
         object.__setattr__(self, "gpus", gpus)
+        by_age = tuple(self.tier_demoted_by_age)
+        for i, v in enumerate(by_age):
+            _check_number(f"tier_demoted_by_age[{i}]", v, low=0.0, high=1.0)
+        object.__setattr__(self, "tier_demoted_by_age", tuple(float(v) for v in by_age))
+        if self.tier_bytes is not None:
+            _check_number("tier_bytes", self.tier_bytes, low=0.0, strict=True, high=self.latent_bytes)
+            if not by_age:
+                raise ValueError("Expected tier_demoted_by_age (one share per month of age) with tier_bytes. Got "
+                                 "none instead; see CostInputs.with_tiers().")
+        elif by_age:
+            raise ValueError(f"Expected tier_bytes with tier_demoted_by_age. Got {self.tier_bytes!r} instead.")
+
+    def with_tiers(self, mode_bytes_ratio: float, demoted_by_age: Any) -> CostInputs:
+        """A copy with the "Latent-first + tiers" scenario, e.g. from a :class:`latentzarr.sim.tiers.TierSeries`.
+
+        Parameters
+        ----------
+        mode_bytes_ratio
+            Bytes of a latent at the tier over its lossless bytes (0 < ratio <= 1); ``tier_bytes`` is
+            ``latent_bytes * mode_bytes_ratio``.
+        demoted_by_age
+            Share of images at the tier by age in whole months (NaN, an age never observed, takes the previous
+            age's value, or 0 at age 0).
+        """
+        _check_number("mode_bytes_ratio", mode_bytes_ratio, low=0.0, strict=True, high=1.0)
+        shares = np.asarray(demoted_by_age, dtype=float).ravel()
+        if shares.size == 0:
+            raise ValueError("Expected at least one share in demoted_by_age. Got none instead.")
+        filled = []
+        for v in shares:
+            filled.append((filled[-1] if filled else 0.0) if math.isnan(v) else float(v))
+        return self.replace(tier_bytes=self.latent_bytes * float(mode_bytes_ratio), tier_demoted_by_age=tuple(filled))
 
     def replace(self, **changes: Any) -> CostInputs:
         """A copy with ``changes`` applied (validated again)."""
@@ -356,7 +402,8 @@ class CostSeries:
     """Monthly and cumulative cost per scenario, in US dollars; arrays of length ``months`` (month 1 first).
 
     ``monthly`` / ``cumulative`` map a scenario name to its array: ``"ImgStore"``, ``"ImgStore+archive"`` and one
-    ``"Latent-first (<GPU>)"`` per GPU. ``catalogue`` (images) and ``requests`` (per month) are the workload.
+    ``"Latent-first (<GPU>)"`` per GPU, then one ``"Latent-first + tiers (<GPU>)"`` per GPU when the inputs have a
+    precision tier. ``catalogue`` (images) and ``requests`` (per month) are the workload.
     ``parts`` splits every latent-first scenario into ``storage`` and ``gpu`` and the archive scenario into
     ``standard``, ``archive``, ``transition`` and ``retrieval`` (monthly dollars).
     """
@@ -385,6 +432,11 @@ ARCHIVE = "ImgStore+archive"
 def latent_name(gpu: Gpu | str) -> str:
     """Scenario name of latent-first on ``gpu``."""
     return f"Latent-first ({gpu if isinstance(gpu, str) else gpu.name})"
+
+
+def tier_name(gpu: Gpu | str) -> str:
+    """Scenario name of latent-first with precision tiers on ``gpu``."""
+    return f"Latent-first + tiers ({gpu if isinstance(gpu, str) else gpu.name})"
 
 
 def _trace_growth(inputs: CostInputs) -> float:
@@ -480,6 +532,16 @@ def cost_series(inputs: CostInputs = PUBLISHED, months: int | None = None) -> Co
         gpu = hours * _price(g.usd_per_hour, inputs.gpu_price_decline_per_year, months)
         parts[latent_name(g)] = {"storage": storage, "gpu": gpu}
         monthly[latent_name(g)] = storage + gpu
+    if inputs.tier_bytes is not None:
+        shares = np.asarray(inputs.tier_demoted_by_age, dtype=float)
+        by_age = np.full(months, shares[-1])
+        by_age[: min(months, len(shares))] = shares[:months]
+        at_tier = np.convolve(births, by_age)[:months]  # images at the tier at the end of each month
+        tier_storage = storage - at_tier * (inputs.latent_bytes - inputs.tier_bytes) / GB * p_std
+        for g in inputs.gpus:
+            gpu = parts[latent_name(g)]["gpu"]
+            parts[tier_name(g)] = {"storage": tier_storage, "gpu": gpu}
+            monthly[tier_name(g)] = tier_storage + gpu
     cumulative = {name: np.cumsum(v) for name, v in monthly.items()}
     return CostSeries(months, catalogue, requests, monthly, cumulative, parts)
 

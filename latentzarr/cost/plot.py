@@ -45,9 +45,12 @@ def plot_cumulative(
         ax = fig.add_subplot(1, len(panels), i + 1)
         months = range(1, series.months + 1)
         x = [start_year + m / 12.0 for m in months] if start_year is not None else list(months)
-        for j, name in enumerate(series.scenarios):
+        names = series.scenarios
+        for j, name in enumerate(names):
+            base = name.replace(" + tiers", "")  # a tiered scenario takes its untiered scenario's colour
+            j = names.index(base) if base in names else j
             ax.plot(x, series.cumulative[name], label=name, color=_COLORS[j % len(_COLORS)],
-                    linestyle="--" if name.startswith("ImgStore") else "-")
+                    linestyle="--" if name.startswith("ImgStore") else ":" if "+ tiers" in name else "-")
         ax.set_yscale("log")
         ax.set_xlabel("year" if start_year is not None else "month")
         ax.set_ylabel("cumulative cost (US$)")
