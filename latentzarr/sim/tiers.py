@@ -49,6 +49,7 @@ __all__ = [
     "assign_samples",
     "fidelity_table",
     "pass_rate_from_fidelity",
+    "plot_tier_bytes",
     "tier_series",
     "tier_series_from_last_access",
 ]
@@ -471,3 +472,51 @@ def assign_samples(n_objects: int, table: Mapping[str, np.ndarray], *, seed: int
     pick = np.random.default_rng(seed).integers(0, k, size=int(n_objects))
     return {"sample": pick, **{key: np.asarray(table[key], dtype=float)[pick]
                                for key in ("lossless_bytes", "mode_bytes", "psnr_db")}}
+
+
+def plot_tier_bytes(series: Sequence[TierSeries], path: Any, *, title: str | None = None) -> Any:
+    """Persistent bytes (decimal GB) at each month end: lossless only, each policy, and the mode's floor (PNG).
+
+    Parameters
+    ----------
+    series
+        One or more :class:`TierSeries` of the same trace (e.g. several idle days); lossless and floor lines are
+        drawn from the first.
+    path
+        Output PNG file (its folder must exist).
+    title
+        Figure title.
+
+    Returns
+    -------
+    pathlib.Path
+        ``path``.
+    """
+    from pathlib import Path
+
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    if not series:
+        raise ValueError("Expected at least one TierSeries. Got none instead.")
+    fig = Figure(figsize=(7.0, 4.4), dpi=110)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot(1, 1, 1)
+    first = series[0]
+    months = np.arange(1, first.months + 1)
+    ax.plot(months, first.lossless_bytes / 1e9, color="black", label="lossless only")
+    for s in series:
+        d = "never" if math.isinf(s.policy.days) else f"{s.policy.days:g} d"
+        re = ", re-promote" if s.policy.repromote else ""
+        ax.plot(months, s.policy_bytes / 1e9, label=f"{s.policy.mode} after {d} idle, >= {s.policy.threshold_db:g} "
+                f"dB{re} ({s.reduction:.0%} less)")
+    ax.plot(months, first.floor_bytes / 1e9, color="gray", linestyle="--", label=f"floor: all at {first.policy.mode}")
+    ax.set_xlabel("month")
+    ax.set_ylabel("persistent bytes (GB)")
+    ax.set_title(title or "Persistent bytes under a precision-tier policy")
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path)
+    return path
