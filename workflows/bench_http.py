@@ -156,7 +156,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     port = free_port()
     server = subprocess.Popen(
         [sys.executable, "-m", "latentzarr", "serve", store_url, "--address", cluster.scheduler_address,
-         "--port", str(port)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+         "--port", str(port),
+         # the limits middleware stays in the path, with a bucket this sequential load never empties
+         "--rate-limit", "100000", "--burst", "100000"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         env={**os.environ, "PYTHONUNBUFFERED": "1"})
     try:
         while f":{port}/" not in (line := server.stdout.readline()):
