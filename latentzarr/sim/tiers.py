@@ -267,6 +267,7 @@ def tier_series(
     lossless_bytes: Sequence[float] | np.ndarray | None = None,
     mode_bytes: Sequence[float] | np.ndarray | None = None,
     end_s: float | None = None,
+    birth_s: Sequence[float] | np.ndarray | None = None,
 ) -> TierSeries:
     """Persistent bytes per month, lossless only vs ``policy``, replaying ``accesses``.
 
@@ -284,6 +285,9 @@ def tier_series(
         Optional bytes per object (one per object code) replacing ``policy.lossless_bytes`` / ``policy.mode_bytes``.
     end_s
         End of the replay in the trace's clock (seconds, >= the last access); default the last access.
+    birth_s
+        Optional birth time of each object (seconds, at or before its first access); default its first access.
+        Births count toward the catalogue only; demotion follows the accesses.
 
     Returns
     -------
@@ -312,12 +316,21 @@ def tier_series(
     saving = weight * np.maximum(0.0, full - low)
 
     order = np.lexsort((ts, ids))
-    sid, sts = ids[order], ts[order] - start
+    sid, sts = ids[order], ts[order]
     first = np.r_[True, sid[1:] != sid[:-1]]
     born = np.zeros(n, dtype=bool)
     born[sid[first]] = True
     birth = np.full(n, np.inf)
     birth[sid[first]] = sts[first]
+    if birth_s is not None:
+        given = _per_object("birth_s", birth_s, n, None)
+        if not np.all(np.isfinite(given[born])) or np.any(given[born] > birth[born]):
+            raise ValueError("Expected every birth_s finite and at or before its object's first access. Got a "
+                             "later one, NaN or inf instead.")
+        birth[born] = given[born]
+        start = min(start, float(birth[born].min()))
+    birth -= start
+    sts = sts - start
     nxt = np.r_[sts[1:], np.inf]
     nxt[np.r_[sid[1:] != sid[:-1], True]] = np.inf  # last access of an object: open-ended idle gap
     D = policy.days * DAY_S
@@ -384,9 +397,10 @@ def tier_series_from_last_access(
 ) -> TierSeries:
     """:func:`tier_series` from each object's birth and last-access times only (seconds, one per object).
 
-    Without the accesses in between, an idle gap longer than ``policy.days`` between birth and the last access is
-    invisible: the result is exact when there was none, and otherwise undercounts demotions (without re-promotion)
-    or is exact at the end of the replay (with re-promotion). ``kwargs`` go to :func:`tier_series`.
+    Each object is taken as read without pause from its birth to its last access (its only idle gap is the one
+    after the last access). That is exact when it had no earlier idle gap longer than ``policy.days``; otherwise,
+    without re-promotion, it demotes later than the full trace would (never earlier: more bytes, never fewer), and
+    with re-promotion it is exact at the end of the replay. ``kwargs`` go to :func:`tier_series`.
     """
     b = np.asarray(birth_s, dtype=float)
     last = np.asarray(last_access_s, dtype=float)
@@ -395,8 +409,7 @@ def tier_series_from_last_access(
                          f"{last.shape} instead.")
     if np.any(last < b):
         raise ValueError("Expected every last access at or after its object's birth. Got an earlier one instead.")
-    ids = np.arange(len(b), dtype=np.int64)
-    return tier_series((np.r_[ids, ids], np.r_[b, last]), policy, **kwargs)
+    return tier_series((np.arange(len(b), dtype=np.int64), last), policy, birth_s=b, **kwargs)
 
 
 # ---------------------------------------------------------------------------------------------------------------
