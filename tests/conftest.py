@@ -47,3 +47,11 @@ def taef2_latents(taef2, sample_images_256) -> np.ndarray:
     """Real taef2 latents (N, 32, 32, 32) float32 of the 256x256 sample photos."""
     batch = np.stack(list(sample_images_256.values()))
     return taef2.encode(batch, dtype=np.float32)
+
+
+@pytest.fixture(scope="session")
+def taef2_latents_64(taef2) -> np.ndarray:
+    """Real taef2 latents (N, 32, 8, 8) float16 of the sample photos at 64x64 (cheap to decode)."""
+    from latentzarr.samples import sample_images
+
+    return taef2.encode(np.stack(list(sample_images(64).values())), dtype=np.float16)

@@ -8,11 +8,14 @@ Routes (see :func:`latentzarr.http.openapi.openapi_document` for the full contra
 ``GET /v1/images/{id}``         one picture: ``format`` png/webp/jpeg, ``size`` 16..4096 (longest side),
                                 ``quality`` 1..100; ``ETag`` + ``Cache-Control``; ``304`` on ``If-None-Match``
 ``GET /v1/images/{id}/latent``  the stored latent as ``.npy`` (bfloat16 widened to float32, losslessly)
-``GET /v1/images/{id}/meta``    metadata: model, latent shape/dtype, digests, stored bytes
+``GET /v1/images/{id}/meta``    metadata: model, latent shape/dtype, precision, digests, stored bytes
 ``GET /healthz``                liveness of the cluster and the store
 ``GET /metrics``                Prometheus text format
 ``GET /openapi.json``           the OpenAPI document
 ==============================  ===========================================================================
+
+Image, latent and meta responses carry ``X-Latentzarr-Precision: <mode>`` (``lossless`` unless the latent was
+stored in a lossy precision mode, see :mod:`latentzarr.precision`).
 
 Request limits (:mod:`latentzarr.http.limits`, on by default): path + query length (414), body size (413), a
 per-client token bucket (429 with ``Retry-After``; ``/healthz`` and ``/metrics`` exempt). An optional bearer token
@@ -95,6 +98,9 @@ REFRESH_S = 5.0
 """Seconds between background refreshes of the store's id index."""
 MISS_REFRESH_S = 0.5
 """At most one on-demand index refresh per this many seconds, for ids not (yet) known to the app."""
+PRECISION_HEADER = "X-Latentzarr-Precision"
+"""Response header of image, latent and meta responses: the stored latent's precision mode (``lossless``, ``q8``...),
+so a reader of a lossy latent always learns it."""
 MEMO_ENTRIES = 1_000_000
 """Most ids whose digest / stored size the app remembers (about 200 bytes each); the memo restarts when full."""
 
@@ -164,6 +170,7 @@ class _Service:
         self.store: Any = None
         self.inflight: dict[tuple[str, str], asyncio.Task] = {}
         self.digests: dict[str, str] = {}  # id -> latent sha256 (immutable, so never invalidated)
+        self.precisions: dict[str, str] = {}  # id -> precision mode name, memoised with the digest
         self.stored_sizes: dict[str, int] = {}
         self._last_miss_refresh = -np.inf
         self._refresh_lock = asyncio.Lock()
@@ -201,8 +208,17 @@ class _Service:
         sha = rec.get("latent_sha256") or ""
         if len(self.digests) >= MEMO_ENTRIES:
             self.digests.clear()
+            self.precisions.clear()
+        self.precisions[image_id] = str(rec.get("precision", "lossless"))
         self.digests[image_id] = sha
         return sha
+
+    def precision(self, image_id: str) -> str:
+        """The precision mode of ``image_id``'s stored latent (call after :meth:`digest`), e.g. ``"q8"``."""
+        mode = self.precisions.get(image_id)
+        if mode is None:
+            mode = self.precisions[image_id] = str(self.store.record(image_id).get("precision", "lossless"))
+        return mode
 
     def record_json(self, image_id: str) -> dict[str, Any]:
         rec = self.store.record(image_id)
@@ -211,7 +227,8 @@ class _Service:
             "id": image_id, "model": rec["model"], "shape": list(rec["shape"]), "dtype": rec["dtype"],
             "array": rec["array"], "created": created.isoformat() if created is not None else None,
             "latent_sha256": rec.get("latent_sha256"), "pixel_sha256": rec.get("pixel_sha256"),
-            "source_bytes": rec.get("source_bytes"),
+            "source_bytes": rec.get("source_bytes"), "precision": rec.get("precision", "lossless"),
+            "lossy": bool(rec.get("lossy", False)),
         }
 
     def stored_bytes(self, image_id: str) -> int:
@@ -313,7 +330,8 @@ async def _image(request: Request, image_id: str) -> Response:
     svc = _service(request)
     rendition = parse_rendition(request.query_params)
     etag = image_etag(await svc.digest(image_id), rendition.token)
-    headers = {"ETag": etag, "Cache-Control": IMAGE_CACHE_CONTROL, "Vary": "Accept-Encoding"}
+    headers = {"ETag": etag, "Cache-Control": IMAGE_CACHE_CONTROL, "Vary": "Accept-Encoding",
+               PRECISION_HEADER: svc.precision(image_id)}
     if etag_matches(request.headers.get("if-none-match"), etag):
         svc.metrics.not_modified.inc()
         return Response(status_code=304, headers=headers)
@@ -327,7 +345,8 @@ async def _latent(request: Request, image_id: str) -> Response:
     sha = await svc.digest(image_id)
     etag = f'"{sha[:40]}.npy"'
     headers = {"ETag": etag, "Cache-Control": IMAGE_CACHE_CONTROL,
-               "Content-Disposition": f"attachment; filename=\"latent-{sha[:12]}.npy\""}
+               "Content-Disposition": f"attachment; filename=\"latent-{sha[:12]}.npy\"",
+               PRECISION_HEADER: svc.precision(image_id)}
     if etag_matches(request.headers.get("if-none-match"), etag):
         svc.metrics.not_modified.inc()
         return Response(status_code=304, headers=headers)
@@ -347,7 +366,7 @@ async def _meta(request: Request, image_id: str) -> Response:
     body = svc.record_json(image_id)
     body["stored_bytes"] = await asyncio.to_thread(svc.stored_bytes, image_id)
     body["href"] = f"{IMAGES_PREFIX}{_quote(image_id)}"
-    return JSONResponse(body, headers={"Cache-Control": "no-cache"})
+    return JSONResponse(body, headers={"Cache-Control": "no-cache", PRECISION_HEADER: body["precision"]})
 
 
 async def healthz(request: Request) -> Response:

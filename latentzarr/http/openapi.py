@@ -71,6 +71,8 @@ def openapi_document(*, bearer: bool = False) -> dict[str, Any]:
             "latent_sha256": {"type": "string", "nullable": True},
             "pixel_sha256": {"type": "string", "nullable": True},
             "source_bytes": {"type": "integer", "nullable": True},
+            "precision": {"type": "string", "description": "Precision mode of the stored latent: lossless, q8..."},
+            "lossy": {"type": "boolean", "description": "True when the stored latent is not bit-exact."},
             "href": {"type": "string"},
         },
     }

@@ -24,6 +24,7 @@ from latentzarr.store.layout import (
 from latentzarr.store.retry import is_transient
 
 __all__ = [
+    "LOSSLESS",
     "MAX_GAP",
     "READ_THREADS",
     "ArrayMeta",
@@ -54,6 +55,18 @@ class ArrayMeta:
     """Logical dtype name: float16, float32 or bfloat16."""
     shard_images: int
     """Rows (images) per shard object."""
+    precision: dict[str, Any] = dataclasses.field(default_factory=lambda: dict(LOSSLESS))
+    """The precision mode's configuration (:meth:`PrecisionMode.to_config`): ``{"mode": "lossless", ...}``."""
+
+    @property
+    def precision_name(self) -> str:
+        """The precision mode's text form (``"lossless"``, ``"q8"``, ``"bitround:7"``...)."""
+        return str(self.precision.get("mode", "lossless"))
+
+    @property
+    def lossy(self) -> bool:
+        """True when the array stores latents in a lossy precision mode."""
+        return bool(self.precision.get("lossy", False))
 
     @property
     def path(self) -> str:
@@ -66,6 +79,25 @@ class ArrayMeta:
         return int(np.prod(self.shape)) * storage_dtype(self.dtype).itemsize
 
 
+LOSSLESS: dict[str, Any] = {"version": 1, "mode": "lossless", "lossy": False}
+"""The precision configuration of a lossless array (the default; such arrays record none)."""
+
+
+def _precision_of(attrs: Mapping[str, Any], array: zarr.Array) -> dict[str, Any]:
+    """The precision configuration of an array: its attribute, else what its serializer says."""
+    recorded = attrs.get("precision")
+    if isinstance(recorded, dict):
+        return dict(recorded)
+    codecs = array.metadata.to_dict().get("codecs") or []
+    inner = codecs[0].get("configuration", {}).get("codecs", []) if codecs else []
+    names = [c.get("name") for c in inner if isinstance(c, dict)]
+    if "latentzarr.lossy" in names:  # lossy array without the attribute (written by hand): trust the codec
+        from latentzarr.precision.modes import PrecisionMode
+
+        return PrecisionMode.from_serializer(inner[names.index("latentzarr.lossy")]).to_config()
+    return dict(LOSSLESS)
+
+
 def _meta_of(name: str, array: zarr.Array) -> ArrayMeta:
     attrs = dict(array.attrs.get("latentzarr", {}))
     return ArrayMeta(
@@ -75,6 +107,7 @@ def _meta_of(name: str, array: zarr.Array) -> ArrayMeta:
         shape=tuple(int(s) for s in array.shape[1:]),
         dtype=attrs["dtype"],
         shard_images=int(array.shards[0]) if array.shards else 1,
+        precision=_precision_of(attrs, array),
     )
 
 
@@ -106,8 +139,18 @@ def list_arrays(store: zarr.abc.store.Store, names: Sequence[str],
 
 
 def create_latent_array(store: zarr.abc.store.Store, name: str, *, model: str, model_attrs: dict[str, Any],
-                        shape: tuple[int, int, int], dtype: str, shard_images: int) -> ArrayMeta:
-    """Create an empty (0, C, h, w) array: one image per chunk, ``shard_images`` per shard, checksummed by the codec."""
+                        shape: tuple[int, int, int], dtype: str, shard_images: int,
+                        precision: dict[str, Any] | None = None) -> ArrayMeta:
+    """Create an empty (0, C, h, w) array: one image per chunk, ``shard_images`` per shard, checksummed by the codec.
+
+    ``precision`` (a lossy :meth:`PrecisionMode.to_config`) selects that mode's serializer and is recorded in the
+    attributes as ``latentzarr.precision``; None or lossless writes exactly what a lossless array always had.
+    """
+    lossy = precision is not None and bool(precision.get("lossy"))
+    attributes: dict[str, Any] = {"format_version": FORMAT_VERSION, "model": model, "model_attrs": model_attrs,
+                                  "dtype": dtype}
+    if lossy:
+        attributes["precision"] = dict(precision)
     array = zarr.create_array(
         store=store,
         name=f"{ARRAYS_GROUP}/{name}",
@@ -115,12 +158,11 @@ def create_latent_array(store: zarr.abc.store.Store, name: str, *, model: str, m
         chunks=(1, *shape),
         shards=(shard_images, *shape),
         dtype=storage_dtype(dtype),
-        serializer=serializer(dtype),
+        serializer=serializer(dtype, precision if lossy else None),
         compressors=None,  # LatentCodec compresses and checksums each chunk itself
         fill_value=fill_value(dtype),
         dimension_names=("image", "channel", "y", "x"),
-        attributes={"latentzarr": {"format_version": FORMAT_VERSION, "model": model, "model_attrs": model_attrs,
-                                   "dtype": dtype}},
+        attributes={"latentzarr": attributes},
         overwrite=False,
     )
     return _meta_of(name, array)

@@ -7,7 +7,9 @@ them costs no decode now and no re-encode later (re-encoding a 512^2 latent at t
 Layout read here (Zarr v3 sharding, as :func:`~latentzarr.store.arrays.create_latent_array` writes it): one
 shard object per ``shard_images`` rows at ``arrays/<name>/c/<shard>/0/0/0``; its index at the end is
 ``shard_images`` little-endian ``(offset, nbytes)`` uint64 pairs followed by a CRC-32C of them; an unwritten chunk
-is ``(2**64-1, 2**64-1)``. One row is one chunk, encoded by ``latentzarr.latent`` (its own header and CRC-32).
+is ``(2**64-1, 2**64-1)``. One row is one chunk, encoded by ``latentzarr.latent`` (its own header and CRC-32), or
+by ``latentzarr.lossy`` in an array of a lossy precision mode (its own header CRC, then a ``latentzarr.latent``
+payload).
 A read costs two ranged GETs (index, then chunk), as a Zarr read of one chunk of a shard does.
 """
 
@@ -20,13 +22,14 @@ import google_crc32c
 import numpy as np
 from latentzarr_codecs.engine import decode_chunk
 from latentzarr_codecs.errors import CorruptChunkError
+from latentzarr_codecs.lossy import cast_values, decode_lossy_chunk
 from zarr.abc.store import RangeByteRequest, Store, SuffixByteRequest
 from zarr.core.buffer import default_buffer_prototype
 from zarr.core.sync import sync
 
 from latentzarr.errors import CorruptDataError
 from latentzarr.store.arrays import ArrayMeta
-from latentzarr.store.layout import to_logical
+from latentzarr.store.layout import storage_dtype, to_logical
 
 __all__ = ["EncodedLatent", "read_encoded"]
 
@@ -47,6 +50,13 @@ class EncodedLatent:
     """Logical dtype: float16, float32 or bfloat16."""
     shape: tuple[int, int, int]
     """Latent shape (C, h, w)."""
+    precision: str = "lossless"
+    """The array's precision mode (``"lossless"``, ``"q8"``...): which codec wrote :attr:`data`."""
+
+    @property
+    def lossy(self) -> bool:
+        """True when :attr:`data` is a ``latentzarr.lossy`` chunk (a lossy precision mode)."""
+        return self.precision != "lossless"
 
     @property
     def nbytes(self) -> int:
@@ -54,12 +64,19 @@ class EncodedLatent:
         return len(self.data)
 
     def decode(self) -> np.ndarray:
-        """The latent (C, h, w) in its logical dtype (bfloat16 as ``ml_dtypes.bfloat16``), bit-exact.
+        """The latent (C, h, w) in its logical dtype (bfloat16 as ``ml_dtypes.bfloat16``), bit-exact (for a lossy
+        array: exactly the stored, already-rounded values a Zarr read gives).
 
         Raises :class:`~latentzarr.errors.CorruptDataError` when the bytes fail the codec's checks.
         """
         try:
-            values, _ = decode_chunk(self.data, self.dtype)
+            if self.lossy:
+                decoded, name, _ = decode_lossy_chunk(self.data)
+                if name != self.dtype:
+                    raise CorruptChunkError(f"Expected a chunk of {self.dtype} values. Got {name} instead.")
+                values = cast_values(decoded, name, storage_dtype(self.dtype))
+            else:
+                values, _ = decode_chunk(self.data, self.dtype)
         except CorruptChunkError as exc:
             raise CorruptDataError(f"Expected an intact latent chunk. Got a damaged one instead: {exc}") from exc
         return to_logical(values, self.dtype).reshape(self.shape)
@@ -97,4 +114,4 @@ def read_encoded(store: Store, meta: ArrayMeta, row: int, image_id: str) -> Enco
     if data is None or len(data) != nbytes:
         raise CorruptDataError(f"Expected {nbytes} bytes at offset {offset} of {key!r} for {where}. Got "
                                f"{0 if data is None else len(data)} instead: the shard is truncated.")
-    return EncodedLatent(data, meta.dtype, meta.shape)
+    return EncodedLatent(data, meta.dtype, meta.shape, meta.precision_name)

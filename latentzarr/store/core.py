@@ -39,6 +39,7 @@ from latentzarr.errors import (
 )
 from latentzarr.ids import validate_id, validate_ids
 from latentzarr.store.arrays import (
+    LOSSLESS,
     ArrayMeta,
     create_latent_array,
     list_arrays,
@@ -46,8 +47,8 @@ from latentzarr.store.arrays import (
     read_rows,
 )
 from latentzarr.store.backend import Backend
-from latentzarr.store.index import IdIndex, commit_table
-from latentzarr.store.layout import ARRAYS_GROUP, FORMAT_VERSION, array_name, to_storage
+from latentzarr.store.index import MOVE, IdIndex, commit_table
+from latentzarr.store.layout import ARRAYS_GROUP, FORMAT_VERSION, array_name, to_logical, to_storage
 from latentzarr.store.locking import DEFAULT_TIMEOUT, make_lock
 from latentzarr.store.retry import with_retries
 from latentzarr.store.validation import (
@@ -62,6 +63,7 @@ from latentzarr.store.validation import (
 if TYPE_CHECKING:
     import xarray as xr
 
+    from latentzarr.precision.modes import PrecisionMode
     from latentzarr.store.chunks import EncodedLatent
     from latentzarr.store.faults import FaultInjector
 
@@ -256,8 +258,9 @@ class LatentStore:
     def put(self, ids: Sequence[str], latents: np.ndarray | Sequence[np.ndarray], *, model: str,
             model_attrs: Mapping[str, Any] | None = None, pixel_digests: Sequence[str | None] | None = None,
             decoder_setup: Mapping[str, Any] | str | None = None,
-            source_bytes: Sequence[int | None] | None = None) -> None:
-        """Store ``latents`` under ``ids``, bit-exactly; all or nothing.
+            source_bytes: Sequence[int | None] | None = None,
+            precision: str | PrecisionMode = "lossless") -> None:
+        """Store ``latents`` under ``ids``, bit-exactly (unless a lossy ``precision`` is asked for); all or nothing.
 
         Parameters
         ----------
@@ -275,12 +278,20 @@ class LatentStore:
             The setup those pixels were decoded with (device, dtype, threads, batch size...), for the batch.
         source_bytes
             Per id: size in bytes of the source image (e.g. its PNG), or None; used by :meth:`info`.
+        precision
+            Precision mode (text or :class:`~latentzarr.precision.PrecisionMode`): ``"lossless"`` (the default;
+            every bit kept), or a lossy mode (``"bitround:K"``, ``"qB"``, ``"step:D"``, a resolved ``wstep``)
+            applied only when passed here. A lossy mode writes to its own array (name suffix, attribute
+            ``latentzarr.precision``); the stored digest is that of the values a read gives back.
 
         Raises
         ------
         InvalidIdError, DuplicateIdError, InvalidLatentError, StoreLockedError
+        ValueError
+            ``precision`` is not a mode, or an unresolved ``wstep`` mode.
         """
         self._require_writable()
+        mode = _precision(precision)
         if isinstance(ids, str):
             raise InvalidIdError(f"Expected a sequence of ids. Got the str {ids!r} instead; pass [{ids!r}].")
         ids = validate_ids(ids)
@@ -298,23 +309,7 @@ class LatentStore:
         setup = decoder_setup_json(decoder_setup)
         self.refresh()
         self._reject_committed(ids)
-        stored = to_storage(array, logical)
-        digests = [latent_digest(s) for s in stored]
-        shape = tuple(int(s) for s in array.shape[1:])
-
-        with self._lock:  # 1) reserve whole fresh shards
-            self._refresh_arrays()
-            meta = self._resolve_array(model, shape, logical, attrs)
-            writer = open_latent_array(self._backend.zarr_store, meta.name, writable=True)
-            start = writer.shape[0]
-            reserved = math.ceil(n / meta.shard_images) * meta.shard_images
-            writer.resize((start + reserved, *shape))
-
-        writer[start:start + n] = stored  # 2) data, outside the lock, into shards only this put owns
-        first, last = start // meta.shard_images, (start + n - 1) // meta.shard_images
-        self._backend.sync([f"{meta.path}/zarr.json"]
-                           + [f"{meta.path}/c/{k}/{'/'.join('0' * len(shape))}" for k in range(first, last + 1)])
-
+        meta, start, digests = self._append(model, attrs, array, logical, mode)
         now = datetime.now(UTC)
         table = commit_table({
             "id": ids, "array": [meta.name] * n, "row": list(range(start, start + n)), "latent_sha256": digests,
@@ -335,6 +330,135 @@ class LatentStore:
             with self._mutex:
                 self._index.checkpoint()
 
+    def _append(self, model: str, attrs: dict[str, Any] | None, array: np.ndarray, logical: str,
+                mode: PrecisionMode | None) -> tuple[ArrayMeta, int, list[bytes]]:
+        """Steps 1-2 of a write: reserve fresh shards of the (model, shape, dtype, mode) array, write ``array``.
+
+        Returns the array, the first row written and the SHA-256 of each row's stored bits (for a lossy mode: of
+        the values read back, i.e. what every later read gives). Nothing is visible until a commit names the rows.
+        """
+        n = len(array)
+        stored = to_storage(array, logical)
+        lossy = mode is not None and mode.lossy
+        digests = [] if lossy else [latent_digest(s) for s in stored]
+        shape = tuple(int(s) for s in array.shape[1:])
+        with self._lock:  # 1) reserve whole fresh shards
+            self._refresh_arrays()
+            meta = self._resolve_array(model, shape, logical, attrs, mode.to_config() if lossy else None)
+            writer = open_latent_array(self._backend.zarr_store, meta.name, writable=True)
+            start = writer.shape[0]
+            reserved = math.ceil(n / meta.shard_images) * meta.shard_images
+            writer.resize((start + reserved, *shape))
+
+        writer[start:start + n] = stored  # 2) data, outside the lock, into shards only this put owns
+        first, last = start // meta.shard_images, (start + n - 1) // meta.shard_images
+        self._backend.sync([f"{meta.path}/zarr.json"]
+                           + [f"{meta.path}/c/{k}/{'/'.join('0' * len(shape))}" for k in range(first, last + 1)])
+        if lossy:  # the digest of what a read gives back (the codec rounded the values)
+            back = open_latent_array(self._backend.zarr_store, meta.name)[start:start + n]
+            digests = [latent_digest(to_storage(to_logical(b, logical), logical)) for b in back]
+        return meta, start, digests
+
+    def rewrite(self, ids: Sequence[str], latents: np.ndarray | Sequence[np.ndarray], *,
+                precision: str | PrecisionMode, expect: Mapping[str, tuple[str, int]] | None = None,
+                pixel_digests: Sequence[str | None] | None = None,
+                decoder_setup: Mapping[str, Any] | str | None = None,
+                checked_sha256: Sequence[str] | None = None) -> list[str]:
+        """Re-store committed ``ids`` with new ``latents`` in ``precision``, atomically per call (lifecycle).
+
+        The new rows are appended to the mode's array (as :meth:`put` does), then ONE move commit re-points the
+        ids to them. Until that commit lands every reader sees the old rows, after it the new ones; a crash in
+        between leaves the old rows in place (the new ones are orphans). Old rows are never deleted: they stay as
+        garbage (reclaiming their bytes needs a shard rewrite, not implemented).
+
+        Parameters
+        ----------
+        ids
+            Committed ids, unique.
+        latents
+            (N, C, h, w), the same shape and dtype as each id's current latent (of one model).
+        precision
+            The mode to store them in (lossy modes only apply because they are asked for here).
+        expect
+            Per id, the (array, row) it must still be at when committing (default: where it is now). An id that
+            moved meanwhile (another rewrite) is left alone.
+        pixel_digests, decoder_setup
+            As for :meth:`put`: SHA-256 hex of the pixels the new latent decodes to, and the setup.
+        checked_sha256
+            Per id, the SHA-256 hex of the stored values the caller checked (e.g. the lossy round trip whose PSNR
+            it measured). When the values read back from the new rows differ, nothing is committed.
+
+        Returns
+        -------
+        list of str
+            The ids re-pointed (all but those that moved meanwhile), in the order given.
+
+        Raises
+        ------
+        UnknownIdError, InvalidLatentError, StoreLockedError, ValueError
+        CorruptDataError
+            The rows read back differ from ``checked_sha256`` (nothing was committed).
+        """
+        self._require_writable()
+        if isinstance(ids, str):
+            raise InvalidIdError(f"Expected a sequence of ids. Got the str {ids!r} instead; pass [{ids!r}].")
+        ids = validate_ids(ids)
+        mode = _precision(precision)
+        array, logical = coerce_latents(latents, len(ids))
+        if not ids:
+            return []
+        check_finite(array, ids)
+        pixels = per_id(pixel_digests, len(ids), "pixel_digests", str)
+        setup = decoder_setup_json(decoder_setup)
+        self.refresh()
+        current = {i: (r["array"], r["row"]) for i, r in ((i, self.record(i)) for i in ids)}
+        expect = dict(expect) if expect is not None else current
+        metas = [self._array_meta(a) for a in sorted({a for a, _ in current.values()})]
+        models = {m.model for m in metas}
+        shape = tuple(int(s) for s in array.shape[1:])
+        if len(models) != 1 or any(m.shape != shape or m.dtype != logical for m in metas):
+            raise InvalidLatentError(
+                f"Expected latents of the ids' own model, shape and dtype. Got {shape} {logical} for ids in arrays "
+                f"{sorted(m.name for m in metas)!r} instead; rewrite ids of one model and pass same-shaped latents."
+            )
+        meta, start, digests = self._append(models.pop(), None, array, logical, mode)
+        if checked_sha256 is not None:
+            bad = [i for i, d, c in zip(ids, digests, checked_sha256, strict=True) if d.hex() != c]
+            if bad:
+                raise CorruptDataError(
+                    f"Expected the rewritten rows to hold the checked values. Got different values for {bad[:5]!r} "
+                    f"(array {meta.name!r}, rows from {start}) instead; nothing was committed, the ids keep their "
+                    "old rows. Check the codec versions."
+                )
+        now = datetime.now(UTC)
+        with self._lock, self._mutex:  # ONE move commit: the ids switch rows all at once, or not at all
+            for attempt in range(_COMMIT_ATTEMPTS):
+                self._index.refresh()
+                keep = [k for k, i in enumerate(ids) if self._where(i) == tuple(expect.get(i, ()))]
+                if not keep:
+                    return []
+                table = commit_table({
+                    "id": [ids[k] for k in keep], "array": [meta.name] * len(keep),
+                    "row": [start + k for k in keep], "latent_sha256": [digests[k] for k in keep],
+                    "pixel_sha256": [pixels[k] for k in keep], "decoder_setup": [setup] * len(keep),
+                    "source_bytes": [None] * len(keep), "created": [now] * len(keep),
+                })
+                try:
+                    self._index.commit(table, kind=MOVE)
+                    break
+                except FileExistsError:
+                    if attempt == _COMMIT_ATTEMPTS - 1:
+                        raise
+        return [ids[k] for k in keep]
+
+    def _where(self, image_id: str) -> tuple[str, int] | None:
+        """(array, row) of a loaded id, or None."""
+        pos = self._index.position(image_id)
+        if pos is None:
+            return None
+        codes, rows = self._index.locate(np.asarray([pos]))
+        return self._index.array_name(int(codes[0])), int(rows[0])
+
     def _require_writable(self) -> None:
         if self._lock is None:
             raise PermissionError(
@@ -351,8 +475,11 @@ class LatentStore:
             )
 
     def _resolve_array(self, model: str, shape: tuple[int, int, int], logical: str,
-                       attrs: dict[str, Any] | None) -> ArrayMeta:
-        """The array for (model, shape, dtype), created if new; checks channels and model attributes."""
+                       attrs: dict[str, Any] | None, precision: dict[str, Any] | None = None) -> ArrayMeta:
+        """The array for (model, shape, dtype, precision), created if new; checks channels and model attributes.
+
+        ``precision``: a lossy mode's configuration, or None for lossless.
+        """
         same_model = [m for m in self._meta.values() if m.model == model]
         for m in same_model:
             if m.shape[0] != shape[0]:
@@ -368,16 +495,17 @@ class LatentStore:
                     "pass the same attributes (or None), or use another model name."
                 )
             attrs = known
-        base = name = array_name(model, shape, logical)
+        wanted = precision if precision is not None else LOSSLESS
+        base = name = array_name(model, shape, logical, str(wanted["mode"]))
         suffix = 1
         while name in self._meta:
             m = self._meta[name]
-            if m.model == model and m.shape == shape and m.dtype == logical:
+            if m.model == model and m.shape == shape and m.dtype == logical and m.precision == wanted:
                 return m
             suffix += 1
             name = f"{base}-{suffix}"
         meta = create_latent_array(self._backend.zarr_store, name, model=model, model_attrs=attrs or {},
-                                   shape=shape, dtype=logical, shard_images=self.shard_images)
+                                   shape=shape, dtype=logical, shard_images=self.shard_images, precision=precision)
         self._meta[name] = meta
         return meta
 
@@ -470,11 +598,14 @@ class LatentStore:
         return list(self._index)
 
     def record(self, image_id: str) -> dict[str, Any]:
-        """Everything known about one id: array, row, model, model_attrs, shape, dtype, digests, created..."""
+        """Everything known about one id: array, row, model, model_attrs, shape, dtype, precision (the mode's
+        name), lossy, digests, created... (``rewritten``: when the lifecycle re-stored it, if since the last
+        checkpoint)."""
         pos = int(self._positions([image_id])[0])
         rec = self._index.row_record(pos)
         meta = self._array_meta(rec["array"])
-        rec.update(model=meta.model, model_attrs=dict(meta.model_attrs), shape=meta.shape, dtype=meta.dtype)
+        rec.update(model=meta.model, model_attrs=dict(meta.model_attrs), shape=meta.shape, dtype=meta.dtype,
+                   precision=meta.precision_name, lossy=meta.lossy)
         return rec
 
     def get_encoded(self, image_id: str) -> EncodedLatent:
@@ -503,14 +634,16 @@ class LatentStore:
 
     # ------------------------------------------------------------------------------------ reporting
     def arrays(self) -> list[dict[str, Any]]:
-        """One dict per array: name, model, model_attrs, shape (C, h, w), dtype, shard_images, images, rows."""
+        """One dict per array: name, model, model_attrs, shape (C, h, w), dtype, precision (the mode's name), lossy,
+        shard_images, images, rows."""
         self.refresh()
         counts = self._index.array_counts()
         out = []
         for name, meta in sorted(self._meta.items()):
             rows = open_latent_array(self._backend.zarr_store, name).shape[0]
             out.append({"name": name, "model": meta.model, "model_attrs": dict(meta.model_attrs),
-                        "shape": meta.shape, "dtype": meta.dtype, "shard_images": meta.shard_images,
+                        "shape": meta.shape, "dtype": meta.dtype, "precision": meta.precision_name,
+                        "lossy": meta.lossy, "shard_images": meta.shard_images,
                         "images": counts.get(name, 0), "rows": rows})
         return out
 
@@ -520,6 +653,8 @@ class LatentStore:
         ``stored_bytes`` sums the sizes of the array's objects; ``raw_bytes`` is images x latent size;
         ``compression_ratio`` = raw / stored. ``source_bytes`` sums what callers reported for the images it is
         known for, and ``data_reduction`` = 1 - (stored bytes per image x those images) / source_bytes.
+        Top-level ``lossy_images`` counts the images held in a lossy precision mode (each array says its own
+        ``precision`` and ``lossy``).
         """
         arrays = self.arrays()
         totals = {"images": 0, "stored_bytes": 0, "raw_bytes": 0, "source_bytes": 0, "source_known": 0,
@@ -542,10 +677,14 @@ class LatentStore:
         total["compression_ratio"] = totals["raw_bytes"] / totals["stored_bytes"] if totals["images"] else None
         total["data_reduction"] = (1 - totals["source_stored_bytes"] / totals["source_bytes"]
                                    if totals["source_bytes"] else None)
+        total["lossy_images"] = sum(a["images"] for a in arrays if a["lossy"])
         return {"url": self.url, "format_version": FORMAT_VERSION, **total, "arrays": arrays}
 
     def verify(self, ids: Sequence[str] | None = None, *, batch: int = 256) -> dict[str, Any]:
         """Re-read latents (all, or ``ids``) and compare their SHA-256 with the index.
+
+        For an id in a lossy array the digest is that of its stored (rounded) values: still a bit-exact check of
+        what is stored.
 
         Returns
         -------
@@ -633,6 +772,17 @@ class LatentStore:
     def __repr__(self) -> str:
         return (f"<LatentStore {self.url!r} mode={self.mode!r}: {len(self)} images in {len(self._meta)} "
                 f"array(s)>")
+
+
+def _precision(precision: str | PrecisionMode) -> PrecisionMode:
+    """Parse a precision mode for writing: it must be resolved (a ``wstep`` needs its per-channel steps)."""
+    from latentzarr.precision.modes import parse_mode
+
+    mode = parse_mode(precision)
+    if not mode.resolved:
+        raise ValueError(f"Expected a resolved precision mode. Got {mode.name!r} without per-channel steps "
+                         "instead; call latentzarr.precision.resolve_mode(mode, model) first.")
+    return mode
 
 
 def _reopen(url: str, mode: Literal["r", "a"], storage_options: dict[str, Any], lock_timeout: float,

@@ -5,6 +5,13 @@ its latents are written; an id exists exactly when a commit file names it. Reade
 incrementally (they remember the last seq read), so a put that died before its commit is never visible.
 A checkpoint ``index/checkpoint-<seq:010d>.parquet`` merges commits 0..seq; readers start from the newest one.
 
+A *move* commit (parquet schema metadata ``latentzarr.kind = move``, written only by
+:meth:`LatentStore.rewrite`, e.g. by the lifecycle policy) re-points ids that are already committed to a new
+(array, row, digest): the id keeps its position and ``created``; ``pixel_sha256`` and ``decoder_setup`` come from the
+move. Like any commit it lands whole or not at all, so a reader sees the old location or the new one, never
+neither. Readers that predate moves ignore them (the first commit of an id wins) and keep reading the old row,
+which a move never deletes.
+
 In memory the index is a dict id -> position plus growable numpy columns (array code, row, digest) and the
 optional columns as arrow tables, so a lookup costs one dict access. Measured: 1e6 ids load from a checkpoint
 in about 2 s and take about 250 MB (mostly the Python dict and id strings).
@@ -25,7 +32,7 @@ import pyarrow.parquet as pq
 from latentzarr.store.backend import Backend
 from latentzarr.store.layout import INDEX_DIR
 
-__all__ = ["INDEX_SCHEMA", "IdIndex", "commit_table"]
+__all__ = ["INDEX_SCHEMA", "MOVE", "IdIndex", "commit_table"]
 
 INDEX_SCHEMA = pa.schema([
     pa.field("id", pa.string(), nullable=False),
@@ -44,6 +51,11 @@ _EXTRA = ["pixel_sha256", "decoder_setup", "source_bytes", "created"]
 
 _HINT = f"{INDEX_DIR}/latest-checkpoint"
 """Text file holding the seq of the newest checkpoint: where a fresh reader starts (a hint, never required)."""
+
+
+MOVE = "move"
+"""Kind of a commit that re-points committed ids (see the module docstring)."""
+_KIND_KEY = b"latentzarr.kind"
 
 
 def commit_table(columns: dict[str, Sequence[Any] | pa.Array]) -> pa.Table:
@@ -101,6 +113,7 @@ class IdIndex:
         self._array_codes: dict[str, int] = {}
         self._tables: list[pa.Table] = []
         self._offsets: list[int] = []
+        self._moved: dict[int, dict[str, Any]] = {}  # position -> columns a move commit replaced
 
     # ----------------------------------------------------------------------------------------- loading
     def refresh(self) -> int:
@@ -139,10 +152,15 @@ class IdIndex:
 
     def _read(self, name: str) -> pa.Table:
         table = pq.read_table(io.BytesIO(self.backend.read(f"{INDEX_DIR}/{name}")))
-        return table.select(INDEX_SCHEMA.names).cast(INDEX_SCHEMA)
+        kind = (table.schema.metadata or {}).get(_KIND_KEY)
+        table = table.select(INDEX_SCHEMA.names).cast(INDEX_SCHEMA)
+        return table if kind is None else table.replace_schema_metadata({_KIND_KEY: kind})
 
     def _add(self, table: pa.Table) -> None:
         if table.num_rows == 0:
+            return
+        if (table.schema.metadata or {}).get(_KIND_KEY) == MOVE.encode():
+            self._move(table)
             return
         ids = table.column("id").to_pylist()
         if not self._pos.keys().isdisjoint(ids):  # only after a broken lease: the first commit of an id wins
@@ -166,6 +184,19 @@ class IdIndex:
         self._tables.append(extra.set_column(1, "decoder_setup", setup))
         self._offsets.append(start)
 
+    def _move(self, table: pa.Table) -> None:
+        """Apply a move commit: re-point ids already loaded (ids not loaded are ignored)."""
+        rows = table.to_pylist()
+        for rec in rows:
+            pos = self._pos.get(rec["id"])
+            if pos is None:
+                continue
+            self._codes.values[pos] = self._array_code(rec["array"])
+            self._rows.values[pos] = rec["row"]
+            self._digests.values[pos] = np.frombuffer(rec["latent_sha256"], dtype="V32")[0]
+            self._moved[pos] = {"pixel_sha256": rec["pixel_sha256"], "decoder_setup": rec["decoder_setup"],
+                                "rewritten": rec["created"]}
+
     def _array_code(self, name: str) -> int:
         code = self._array_codes.get(name)
         if code is None:
@@ -178,12 +209,16 @@ class IdIndex:
         """The seq of the next commit file (call after :meth:`refresh`, under the writer lock)."""
         return self.last_seq + 1
 
-    def commit(self, table: pa.Table) -> int:
+    def commit(self, table: pa.Table, *, kind: str | None = None) -> int:
         """Write ``table`` as the next commit file (exclusive create) and add it; return its seq.
 
         Call under the writer lock after :meth:`refresh`. Raises :class:`FileExistsError` if another writer
-        took that seq (a broken lease); the caller refreshes and retries.
+        took that seq (a broken lease); the caller refreshes and retries. ``kind=MOVE`` makes it a move commit.
         """
+        if kind is not None:
+            if kind != MOVE:
+                raise ValueError(f"Expected kind None or {MOVE!r}. Got {kind!r} instead.")
+            table = table.replace_schema_metadata({_KIND_KEY: MOVE.encode()})
         seq = self.next_seq()
         self.backend.write(f"{INDEX_DIR}/{seq:010d}.parquet", _to_bytes(table), exclusive=True)
         self._add(table)
@@ -215,6 +250,12 @@ class IdIndex:
         )
         extra = pa.concat_tables([t.set_column(1, "decoder_setup", t.column("decoder_setup").cast(pa.string()))
                                   for t in self._tables]).combine_chunks()
+        if self._moved:  # columns replaced by move commits
+            for i, column in enumerate(("pixel_sha256", "decoder_setup")):
+                values = extra.column(column).to_pylist()
+                for pos, override in self._moved.items():
+                    values[pos] = override[column]
+                extra = extra.set_column(i, column, pa.array(values, pa.string()))
         columns = {"id": pa.array(self._ids, pa.string()), "array": arrays, "row": pa.array(self._rows.values),
                    "latent_sha256": digests, **{c: extra.column(c) for c in _EXTRA}}
         return pa.Table.from_pydict(columns, schema=INDEX_SCHEMA)
@@ -273,6 +314,7 @@ class IdIndex:
                                "row": int(self._rows.values[position]),
                                "latent_sha256": self.latent_digest(position)}
         rec.update({name: table.column(name)[local].as_py() for name in _EXTRA})
+        rec.update(self._moved.get(position, {}))
         return rec
 
     def column_sum(self, name: str, column: str) -> tuple[int, int]:

@@ -10,13 +10,19 @@ A store is one Zarr v3 group::
     <root>/index/latest-checkpoint    seq of the newest checkpoint (a hint for readers)
     <root>/.latentzarr.lock           writer lock (file lock locally, lease object on object stores)
 
-Array names look like ``taef2-32x64x64-float16``. bfloat16 latents are stored as their uint16 bits (Zarr has no
-bfloat16 data type); the array attribute ``latentzarr.dtype`` records the logical dtype.
+Array names look like ``taef2-32x64x64-float16``; an array of a lossy precision mode (see
+:mod:`latentzarr.precision.modes`) adds the mode, e.g. ``taef2-32x64x64-float16-q8``, uses the mode's serializer
+(``latentzarr.lossy``) and records the mode in its attributes (``latentzarr.precision``). Lossless arrays carry no
+``precision`` attribute (their serializer, ``latentzarr.latent``, says so).
+
+bfloat16 latents are stored as their uint16 bits (Zarr has no bfloat16 data type); the array attribute
+``latentzarr.dtype`` records the logical dtype.
 """
 
 from __future__ import annotations
 
 import re
+from typing import Any
 
 import ml_dtypes
 import numpy as np
@@ -33,6 +39,7 @@ __all__ = [
     "logical_dtype_name",
     "nan_rows",
     "numpy_dtype",
+    "precision_suffix",
     "storage_dtype",
     "to_logical",
 ]
@@ -102,22 +109,38 @@ def nan_rows(stored: np.ndarray, logical: str) -> np.ndarray:
     return (first & 0x7FFF) > 0x7F80 if logical == "bfloat16" else np.isnan(first)
 
 
-def array_name(model: str, shape: tuple[int, int, int], logical: str) -> str:
+def precision_suffix(mode_name: str) -> str:
+    """The array-name suffix of a lossy precision mode's name: ``"q8"`` -> ``"q8"``, ``"bitround:7"`` ->
+    ``"bitround7"``, ``"step:0.04"`` -> ``"step0.04"``; ``""`` for ``"lossless"``."""
+    if mode_name == "lossless":
+        return ""
+    return _SAFE.sub("_", mode_name.replace(":", "")).strip("._") or "lossy"
+
+
+def array_name(model: str, shape: tuple[int, int, int], logical: str, precision: str = "lossless") -> str:
     """The array name of a (model, latent shape (C, h, w), logical dtype), e.g. ``taef2-32x64x64-float16``.
 
     Characters of ``model`` outside ``[A-Za-z0-9._-]`` become ``_``; the exact model id is kept in the
-    array's attributes.
+    array's attributes. A lossy ``precision`` (a mode's name) adds a suffix: ``taef2-32x64x64-float16-q8``.
     """
     safe = _SAFE.sub("_", model).strip("._") or "model"
-    return f"{safe}-{'x'.join(str(int(s)) for s in shape)}-{logical}"
+    name = f"{safe}-{'x'.join(str(int(s)) for s in shape)}-{logical}"
+    suffix = precision_suffix(precision)
+    return f"{name}-{suffix}" if suffix else name
 
 
-def serializer(logical: str) -> ArrayBytesCodec:
+def serializer(logical: str, precision: dict[str, Any] | None = None) -> ArrayBytesCodec:
     """The array-to-bytes codec of a new array holding ``logical`` latents (the one place that chooses it).
 
     ``LatentCodec`` checksums every chunk itself (CRC-32 in its header), so no bytes-to-bytes checksum codec
-    follows it; bfloat16 bits arrive as uint16 and the codec is told what they mean.
+    follows it; bfloat16 bits arrive as uint16 and the codec is told what they mean. ``precision`` (a
+    :meth:`PrecisionMode.to_config` dict; None: lossless) selects the lossy codec ``latentzarr.lossy`` instead,
+    which checksums its chunks too.
     """
+    if precision is not None and precision.get("lossy"):
+        from latentzarr.precision.modes import PrecisionMode
+
+        return PrecisionMode.from_config(precision).zarr_serializer(dtype=logical)
     from latentzarr_codecs.zarr3 import LatentCodec
 
     return LatentCodec(dtype=logical)

@@ -160,10 +160,13 @@ def latent_dataset(store: LatentStore, array: str | Sequence[str] | None = None,
     shape = (n, *chosen[0]["shape"]) if chosen else (0, 0, 0, 0)
     dtype = _value_dtype(a["dtype"] for a in chosen)
     models = {a["model"]: a["model_attrs"] for a in chosen}
-    arrays_attr = {a["name"]: {"model": a["model"], "dtype": a["dtype"], "shape": list(a["shape"])}
-                   for a in chosen}
+    arrays_attr = {a["name"]: {"model": a["model"], "dtype": a["dtype"], "shape": list(a["shape"]),
+                               "precision": a["precision"]} for a in chosen}
+    modes = sorted({a["precision"] for a in chosen})
     attrs: dict[str, Any] = {"models": json.dumps(models, sort_keys=True),
-                             "arrays": json.dumps(arrays_attr, sort_keys=True)}
+                             "arrays": json.dumps(arrays_attr, sort_keys=True),
+                             "lossy": int(any(a["lossy"] for a in chosen)),  # 0/1: netCDF has no booleans
+                             "precision": modes[0] if len(modes) == 1 else ",".join(modes)}
     if len(models) == 1:
         (model, model_attrs), = models.items()
         attrs.update(model=model, model_attrs=json.dumps(model_attrs, sort_keys=True))
