@@ -21,6 +21,7 @@ COMMANDS: dict[str, str] = {
     "export": "latentzarr.cli.store_cmds:export_cmd",
     "info": "latentzarr.cli.store_cmds:info_cmd",
     "ingest-images": "latentzarr.cli.store_cmds:ingest_images_cmd",
+    "lifecycle": "latentzarr.cli.lifecycle:lifecycle_cmd",
     "ls": "latentzarr.cli.store_cmds:ls_cmd",
     "replay": "latentzarr.cli.replay:replay",
     "serve": "latentzarr.cli.serve:serve",

@@ -1,0 +1,67 @@
+"""``latentzarr lifecycle``: re-store latents not read for D days in a lossy mode where their PSNR allows."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from latentzarr.cli._common import human_bytes, one_line_errors, open_store
+
+
+@click.command("lifecycle")
+@click.argument("store")
+@click.option("--days", type=click.FloatRange(0), required=True, help="Rewrite objects not read for this many days.")
+@click.option("--mode", required=True, help="Lossy precision mode: q8, bitround:7, step:0.04...")
+@click.option("--min-psnr", type=float, required=True, help="Rewrite only if the decoded PSNR stays >= this (dB).")
+@click.option("--model", default="taef2", show_default=True, help="Model id of the latents (and decoder to check).")
+@click.option("--access-log", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="CSV with header id,last_access (ISO 8601) giving each id's last read.")
+@click.option("--trace", "trace_path", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="A request trace (any format `latentzarr trace` reads; Unix-second timestamps) instead.")
+@click.option("--dry-run", is_flag=True, help="Check and print what would be saved; write nothing.")
+@click.option("--report", type=click.Path(dir_okay=False, path_type=Path),
+              help="JSON-lines journal (appended; a re-run resumes from it). Required unless --dry-run.")
+@click.option("--batch-size", type=click.IntRange(1, 4096), default=16, show_default=True)
+@click.option("--scheduler", help="Dask scheduler address: run the batches as tasks there.")
+@one_line_errors
+def lifecycle_cmd(store: str, days: float, mode: str, min_psnr: float, model: str, access_log: Path | None,
+                  trace_path: Path | None, dry_run: bool, report: Path | None, batch_size: int,
+                  scheduler: str | None) -> None:
+    """Rewrite the latents in STORE not read for --days at --mode when their PSNR >= --min-psnr; keep the rest."""
+    from latentzarr.lifecycle import apply_lifecycle, plan_lifecycle, read_access_log
+
+    if access_log and trace_path:
+        raise click.UsageError("Expected at most one of --access-log and --trace. Got both.")
+    if report is None and not dry_run:
+        raise click.UsageError("Expected --report (the resumable journal) unless --dry-run. Got neither.")
+    access = None
+    if access_log:
+        access = read_access_log(access_log)
+    elif trace_path:
+        from latentzarr.traces import read_trace
+
+        access = read_trace(trace_path)
+    st = open_store(store)  # fails on a path without a store (mode "a" would create one)
+    if not dry_run:
+        st = open_store(store, mode="a")
+    plan = plan_lifecycle(st, access, days=days, mode=mode, min_psnr=min_psnr, model=model)
+    click.echo(f"plan: {len(plan.candidates)} candidates ({human_bytes(plan.bytes_now)}), skipped {plan.skipped}")
+    client = None
+    if scheduler:
+        from distributed import Client
+
+        client = Client(scheduler)
+    try:
+        result = apply_lifecycle(st, plan, report_path=None if dry_run else report, client=client, dry_run=dry_run,
+                                 batch_size=batch_size, echo=None)
+    finally:
+        if client is not None:
+            client.close()
+    out = result.to_dict()
+    verb = "would save" if dry_run else "saved"
+    click.echo(f"{plan.mode.name}: {result.rewritten} {'to rewrite' if dry_run else 'rewritten'}, {result.kept} kept "
+               f"lossless, {result.skipped} skipped, {result.resumed} already done; {human_bytes(result.bytes_now)} "
+               f"-> {human_bytes(result.bytes_after)} ({verb} {human_bytes(result.bytes_saved)})")
+    click.echo(json.dumps(out))
