@@ -32,6 +32,17 @@ ACCESS = {**OLD, **RECENT}
 COLD = IDS[:4] + IDS[6:]
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_torch_thread():
+    """Decode on one thread: on a shared, busy CPU two spinning OpenMP threads made a decode ~40x slower."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def snapshot(path: Path) -> dict[str, tuple[int, int]]:
     """Every file of a store with its size and mtime (ns)."""
     return {str(p.relative_to(path)): (p.stat().st_size, p.stat().st_mtime_ns)
