@@ -162,9 +162,10 @@ class TierSeries:
     demoted
         Objects stored at the mode at each month end (pass-rate weighted without a PSNR table).
     demoted_by_age
-        Element ``k``: share of the possible byte saving realised on objects aged ``k`` whole months, pooled over
-        all month ends (the demoted share by age when all objects have the same bytes). NaN where no object had
-        that age.
+        Element ``k``: the byte saving realised on objects aged ``k`` whole months over the saving if all of them
+        were at the mode, pooled over all month ends: the share of objects at the mode by age (pass-rate weighted;
+        objects failing the PSNR check count as not demoted) when all objects have the same bytes, and what
+        :meth:`latentzarr.cost.CostInputs.with_tiers` takes. NaN where no object had that age.
     n_objects, n_eligible
         Objects in the catalogue; objects passing the PSNR check (pass-rate weighted without a table).
     demoted_psnr_min
@@ -363,7 +364,7 @@ def tier_series(
     policy_bytes = lossless - at(ev_t, ev_s * saving[ev_o])
     demoted = at(ev_t, ev_s * weight[ev_o])
 
-    possible = np.maximum(0.0, full - low) * weight
+    possible = np.maximum(0.0, full - low)  # the saving if every object were at the mode
     num = np.zeros(months)
     den = np.zeros(months)
     for t in t_end:
@@ -371,7 +372,7 @@ def tier_series(
         ages = np.floor((t - bt[alive]) / MONTH_S).astype(np.int64)
         den += np.bincount(ages, weights=possible[born][alive], minlength=months)[:months]
         state = np.bincount(ev_o[ev_t <= t], weights=ev_s[ev_t <= t], minlength=n)[born][alive]
-        num += np.bincount(ages, weights=state * possible[born][alive], minlength=months)[:months]
+        num += np.bincount(ages, weights=state * (weight * possible)[born][alive], minlength=months)[:months]
     with np.errstate(invalid="ignore", divide="ignore"):
         by_age = np.where(den > 0, num / np.where(den > 0, den, 1.0), np.nan)
 
