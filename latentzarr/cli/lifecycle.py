@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -26,7 +27,7 @@ from latentzarr.cli._common import human_bytes, one_line_errors, open_store
 @click.option("--batch-size", type=click.IntRange(1, 4096), default=16, show_default=True)
 @click.option("--scheduler", help="Dask scheduler address: run the batches as tasks there.")
 @one_line_errors
-def lifecycle_cmd(store: str, days: float, mode: str, min_psnr: float, model: str, access_log: Path | None,
+def lifecycle_cmd(store: str, days: float, mode: Any, min_psnr: float, model: str, access_log: Path | None,
                   trace_path: Path | None, dry_run: bool, report: Path | None, batch_size: int,
                   scheduler: str | None) -> None:
     """Rewrite the latents in STORE not read for --days at --mode when their PSNR >= --min-psnr; keep the rest."""
@@ -43,6 +44,12 @@ def lifecycle_cmd(store: str, days: float, mode: str, min_psnr: float, model: st
         from latentzarr.traces import read_trace
 
         access = read_trace(trace_path)
+    from latentzarr.precision import parse_mode, resolve_mode
+
+    if not parse_mode(mode).resolved:  # wstep:D: per-channel steps from the decoder's sensitivities
+        from latentzarr.models import load_model
+
+        mode = resolve_mode(mode, load_model(model, device="cpu"))
     st = open_store(store)  # fails on a path without a store (mode "a" would create one)
     if not dry_run:
         st = open_store(store, mode="a")
