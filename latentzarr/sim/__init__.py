@@ -5,6 +5,7 @@
   with the per-request :class:`~latentzarr.cache.CostModel`; returns a JSON-ready document.
 * :func:`sensitivity`: the adaptive cache's sensitivity to step, W, P and the tail fraction.
 * :func:`plot_latency_vs_size`, :func:`plot_alpha_trajectory`: PNG figures (matplotlib, Agg canvas).
+* :func:`tier_series`, :class:`TierPolicy`: persistent bytes over time under a precision-tier lifecycle policy.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from latentzarr.sim.run import (
     simulate,
 )
 from latentzarr.sim.sensitivity import sensitivity
+from latentzarr.sim.tiers import TierPolicy, TierSeries, tier_series
 from latentzarr.sim.workload import DEFAULT_LATENT_RATIO, Workload
 
 __all__ = [
@@ -28,6 +30,8 @@ __all__ = [
     "DEFAULT_ALPHA_GRID",
     "DEFAULT_CACHE_FRACTIONS",
     "DEFAULT_LATENT_RATIO",
+    "TierPolicy",
+    "TierSeries",
     "TunerParams",
     "Workload",
     "auto_window",
@@ -37,4 +41,5 @@ __all__ = [
     "replay_config",
     "sensitivity",
     "simulate",
+    "tier_series",
 ]
