@@ -422,3 +422,18 @@ def test_get_encoded_detects_damage(tmp_path: Path) -> None:
     next((tmp_path / "s.zarr" / "arrays").rglob("c/1/0/0/0")).unlink()
     with pytest.raises(CorruptDataError, match=r"'c'.*missing"):
         store.get_encoded("c")
+
+
+def test_a_vanished_store_is_unavailable_not_corrupt(tmp_path: Path) -> None:
+    """A missing shard is damage; a missing *store* (moved, unmounted) is an outage: retryable, never 'corrupt'."""
+    from latentzarr.errors import StoreUnavailableError
+
+    store = LatentStore.create(tmp_path / "s.zarr", shard_images=2)
+    store.put(["a", "b"], random_latents(2), model="m")
+    (tmp_path / "s.zarr").rename(tmp_path / "away.zarr")
+    for read in (lambda: store["a"], lambda: store.get_encoded("b")):
+        with pytest.raises(StoreUnavailableError) as info:
+            read()
+        assert info.value.retryable
+    (tmp_path / "away.zarr").rename(tmp_path / "s.zarr")
+    assert same_bits(store["a"], random_latents(2)[0])

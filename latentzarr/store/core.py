@@ -20,9 +20,9 @@ import hashlib
 import math
 import os
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import numpy as np
 import zarr
@@ -66,6 +66,8 @@ if TYPE_CHECKING:
     from latentzarr.precision.modes import PrecisionMode
     from latentzarr.store.chunks import EncodedLatent
     from latentzarr.store.faults import FaultInjector
+
+T = TypeVar("T")
 
 __all__ = ["CHECKPOINT_EVERY", "DEFAULT_SHARD_IMAGES", "LatentStore", "MixedArraysError"]
 
@@ -547,8 +549,19 @@ class LatentStore:
         ids = list(ids)
         if not ids:
             raise ValueError("Expected at least one id. Got an empty sequence instead.")
-        return with_retries(lambda: self._get(ids), what=f"a read of {len(ids)} latent(s) ({ids[0]!r}...)",
-                            url=self.url)
+        return with_retries(lambda: self._unless_gone(self._get, ids),
+                            what=f"a read of {len(ids)} latent(s) ({ids[0]!r}...)", url=self.url)
+
+    def _unless_gone(self, read: Callable[..., T], *args: Any) -> T:
+        """``read(*args)``; a ``FileNotFoundError`` because the whole store vanished (a moved or unmounted folder)
+        becomes a transient ``ConnectionError``, so it is retried and then reported as an outage, not as damage."""
+        try:
+            return read(*args)
+        except FileNotFoundError as exc:
+            if self._backend.exists("zarr.json"):
+                raise
+            raise ConnectionError(f"Expected the store {self.url!r} to exist. Got {exc} instead: it is "
+                                  "unreachable (a moved or unmounted folder, a lost bucket).") from exc
 
     def _get(self, ids: list[str]) -> np.ndarray:
         codes, rows = self._index.locate(self._positions(ids))
@@ -625,7 +638,8 @@ class LatentStore:
 
         code, row = self._index.locate(self._positions([image_id]))
         meta = self._array_meta(self._index.array_name(int(code[0])))
-        return with_retries(lambda: read_encoded(self._backend.zarr_store, meta, int(row[0]), image_id),
+        return with_retries(lambda: self._unless_gone(read_encoded, self._backend.zarr_store, meta, int(row[0]),
+                                                      image_id),
                             what=f"the stored chunk of {image_id!r}", url=self.url)
 
     def encoded_size(self, image_id: str) -> int:
