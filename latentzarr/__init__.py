@@ -69,6 +69,13 @@ _LAZY: dict[str, str] = {
     "open_dataset": "latentzarr.xr",
     "StoreUnavailableError": "latentzarr.errors",
     "EncodedLatent": "latentzarr.store",
+    "FaultInjector": "latentzarr.store.faults",
+    "PluginMissingError": "latentzarr.cluster",
+    "PrecisionMode": "latentzarr.precision",
+    "parse_mode": "latentzarr.precision",
+    "evaluate_fidelity": "latentzarr.precision",
+    "plan_lifecycle": "latentzarr.lifecycle",
+    "apply_lifecycle": "latentzarr.lifecycle",
 }
 
 __all__ = ["__version__", *sorted(_LAZY)]
@@ -84,6 +91,7 @@ if TYPE_CHECKING:  # pragma: no cover
         HashRing,
         LatentClient,
         LatentWorkerPlugin,
+        PluginMissingError,
         ReadFailedError,
         get_latentzarr_plugin,
         start_cluster,
@@ -94,9 +102,12 @@ if TYPE_CHECKING:  # pragma: no cover
     from latentzarr.http import create_app  # noqa: F401
     from latentzarr.ids import validate_id  # noqa: F401
     from latentzarr.ingest import ingest_arrays, ingest_images  # noqa: F401
+    from latentzarr.lifecycle import apply_lifecycle, plan_lifecycle  # noqa: F401
     from latentzarr.models import LatentAutoencoder, load_model  # noqa: F401
     from latentzarr.models.images import Rendition, encode_image, pixel_digest  # noqa: F401
+    from latentzarr.precision import PrecisionMode, evaluate_fidelity, parse_mode  # noqa: F401
     from latentzarr.samples import sample_images  # noqa: F401
     from latentzarr.store import EncodedLatent, LatentStore  # noqa: F401
+    from latentzarr.store.faults import FaultInjector  # noqa: F401
     from latentzarr.traces import Trace, analyze_trace, read_trace, synth_trace, write_trace  # noqa: F401
     from latentzarr.xr import open_dataset  # noqa: F401
