@@ -19,6 +19,7 @@ from latentzarr.cost import (
     ARCHIVE,
     IMGSTORE,
     PUBLISHED,
+    PUBLISHED_SOURCES,
     CostInputs,
     Gpu,
     cost_series,
@@ -287,3 +288,9 @@ def test_cli_cost(tmp_path: Path) -> None:
     res = runner.invoke(cli, ["cost", "--set", "decode_trigger_rate=2"])
     assert res.exit_code == 1 and "decode_trigger_rate <= 1" in res.output
     assert math.isfinite(doc["published"]["implied_decode_trigger_rate"]["rate"])
+
+
+def test_every_input_says_where_it_comes_from() -> None:
+    """A new CostInputs field needs its source in PUBLISHED_SOURCES (the cost notebook tabulates them)."""
+    assert set(PUBLISHED.to_dict()) == set(PUBLISHED_SOURCES)
+    assert all(isinstance(text, str) and text for text in PUBLISHED_SOURCES.values())

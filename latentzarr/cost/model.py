@@ -370,7 +370,9 @@ PUBLISHED_SOURCES: dict[str, str] = {
     "archive_after_months": "DEFAULT: archive after 1 month (paper: only 6% of re-accesses come after 30 days)",
     "archived_request_fraction": "DEFAULT: 0.06, the paper's share of re-access intervals beyond 30 days",
     "decode_trigger_rate": ("DEFAULT from this project's simulator, not the paper's: adaptive cache at 1% of the "
-                            "working set on the 10 M-request synthetic trace, 1 - 58.5% image hits (BENCHMARKS.md)"),
+                            "working set on the 10 M-request synthetic trace, 1 - 58.5% image hits, as measured "
+                            "before the cache demoted evicted images (since then 1 - 48.2% = 0.518, which gives "
+                            "64.7% on the RTX 4090; see the sensitivity table)"),
     "gpu_utilization": "DEFAULT: 1.0 (GPU billed for decode time only)",
     "gpus": ("paper: decode 32.6 ms (H100) / 67 ms (RTX 4090); prices DEFAULT, not from the paper: on-demand "
              "cloud list prices of 2026 (H100 about $2.69/h, RTX 4090 about $0.34/h)"),
@@ -380,6 +382,8 @@ PUBLISHED_SOURCES: dict[str, str] = {
     "catalogue_growth_per_year": "DEFAULT: 0 after the trace (births stay at the trace-end rate)",
     "request_growth_per_year": "DEFAULT: 0 after the trace (about 2 M requests/day)",
     "trace_end_year": "DEFAULT: 2026.0 (paper submitted May 2026; trace end date not available to us)",
+    "tier_bytes": "not in the paper's model: no precision tiers (see latentzarr.sim.tiers and with_tiers)",
+    "tier_demoted_by_age": "not in the paper's model: no precision tiers",
 }
 
 #: The paper's headline figures as far as we could source them. ``None``: not available to us.
