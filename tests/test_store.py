@@ -437,3 +437,17 @@ def test_a_vanished_store_is_unavailable_not_corrupt(tmp_path: Path) -> None:
         assert info.value.retryable
     (tmp_path / "away.zarr").rename(tmp_path / "s.zarr")
     assert same_bits(store["a"], random_latents(2)[0])
+
+
+def test_catalog_agrees_with_record_for_every_id(tmp_path: Path) -> None:
+    store = LatentStore.create(tmp_path / "s.zarr", shard_images=2)
+    store.put(["a", "b", "c"], random_latents(3), model="m")
+    store.put(["d"], random_latents(1, shape=(4, 4, 4), seed=1), model="other")
+    cat = LatentStore.open(tmp_path / "s.zarr").catalog()
+    assert list(cat["id"]) == store.ids() == ["a", "b", "c", "d"]
+    for k, image_id in enumerate(cat["id"]):
+        rec = store.record(image_id)
+        assert (cat["array"][k], int(cat["row"][k])) == (rec["array"], rec["row"])
+        assert cat["created"][k] == np.datetime64(rec["created"].replace(tzinfo=None), "us")
+    empty = LatentStore.create(tmp_path / "e.zarr").catalog()
+    assert all(len(v) == 0 for v in empty.values())

@@ -610,6 +610,12 @@ class LatentStore:
         """Every committed id (as of the last refresh), in commit order."""
         return list(self._index)
 
+    def catalog(self) -> dict[str, np.ndarray]:
+        """Every committed id's ``id``, ``array``, ``row`` and ``created`` (UTC, datetime64[us]) as columns, in
+        commit order: one pass over the index, for listing or viewing a large store (``record`` costs ~20 us per id)."""
+        self.refresh()
+        return self._index.catalog()
+
     def record(self, image_id: str) -> dict[str, Any]:
         """Everything known about one id: array, row, model, model_attrs, shape, dtype, precision (the mode's
         name), lossy, digests, created... (``rewritten``: when the lifecycle re-stored it, if since the last

@@ -317,6 +317,22 @@ class IdIndex:
         rec.update(self._moved.get(position, {}))
         return rec
 
+    def catalog(self) -> dict[str, np.ndarray]:
+        """Every id's ``id``, ``array``, ``row`` and ``created`` (UTC, datetime64[us]), in position order.
+
+        One pass over the in-memory columns (no per-id lookups); moves are applied.
+        """
+        n = len(self._ids)
+        names = np.asarray(self._array_names, dtype=object)
+        codes = self._codes.values[:n]
+        created = [t.column("created").cast(pa.int64()).to_numpy() for t in self._tables]
+        return {
+            "id": np.asarray(self._ids, dtype=object),
+            "array": names[codes] if n else np.empty(0, dtype=object),
+            "row": np.asarray(self._rows.values[:n], dtype=np.int64),
+            "created": (np.concatenate(created) if created else np.empty(0, np.int64)).astype("datetime64[us]"),
+        }
+
     def column_sum(self, name: str, column: str) -> tuple[int, int]:
         """(sum, count of non-null) of integer ``column`` over the ids of array ``name``."""
         code = self._array_codes.get(name)

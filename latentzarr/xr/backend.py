@@ -143,20 +143,21 @@ def latent_dataset(store: LatentStore, array: str | Sequence[str] | None = None,
                    drop_variables: str | Iterable[str] | None = None) -> xr.Dataset:
     """The lazy Dataset of ``store`` that ``xr.open_dataset(..., engine="latentzarr")`` returns.
 
-    Reading the per-image coordinates costs one index lookup per id (about 20 us each, measured on 2 CPU cores).
+    The per-image coordinates come from one pass over the store's index (:meth:`LatentStore.catalog`).
     """
     store.refresh()
     chosen = _choose_arrays(store.arrays(), array, store.url)
     names = [a["name"] for a in chosen]
     code_of = {n: i for i, n in enumerate(names)}
-    records = [store.record(i) for i in store.ids()]
-    records = [r for r in records if r["array"] in code_of]
-    records.sort(key=lambda r: (r["created"], code_of[r["array"]], r["row"]))
-    n = len(records)
-    ids = np.array([r["id"] for r in records], dtype=object)
-    codes = np.array([code_of[r["array"]] for r in records], dtype=np.int64)
-    rows = np.array([r["row"] for r in records], dtype=np.int64)
-    created = np.array([r["created"].replace(tzinfo=None) for r in records], dtype="datetime64[ns]")
+    cat = store.catalog()
+    all_codes = np.array([code_of.get(a, -1) for a in cat["array"]], dtype=np.int64)
+    keep = np.flatnonzero(all_codes >= 0)
+    order = keep[np.lexsort((cat["row"][keep], all_codes[keep], cat["created"][keep]))]  # time, array, row
+    n = len(order)
+    ids = np.asarray(cat["id"][order], dtype=object)
+    codes = all_codes[order]
+    rows = cat["row"][order]
+    created = cat["created"][order].astype("datetime64[ns]")
     shape = (n, *chosen[0]["shape"]) if chosen else (0, 0, 0, 0)
     dtype = _value_dtype(a["dtype"] for a in chosen)
     models = {a["model"]: a["model_attrs"] for a in chosen}
