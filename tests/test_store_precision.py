@@ -188,3 +188,29 @@ def test_http_headers_say_the_precision(mixed, taef2):
         assert meta.json()["precision"] == "q8" and meta.json()["lossy"] is True
         assert meta.headers["x-latentzarr-precision"] == "q8"
         assert http.get("/v1/images/p0/meta").json()["lossy"] is False
+
+
+def test_http_sees_a_rewrite_after_its_next_index_refresh(mixed, taef2_latents_64):
+    """After the lifecycle re-points an id, the endpoint's meta, header and ETag follow (within a refresh)."""
+    import time
+
+    from test_http import ServerThread
+
+    from latentzarr.http import create_app
+
+    path, _ = mixed
+    app = create_app(str(path), n_workers=1, threads_per_worker=1, cache_bytes=8 * 2**20,
+                     cluster_options={"torch_threads": 1}, rate_limit=None, refresh_s=0.5)
+    with ServerThread(app) as server, httpx.Client(base_url=server.url, timeout=120) as http:
+        before = http.get("/v1/images/p1/meta")
+        assert before.json()["precision"] == "lossless"
+        etag = http.get("/v1/images/p1/latent").headers["etag"]
+        writer = LatentStore.open(path, mode="a")
+        writer.rewrite(["p1"], taef2_latents_64[1:2], precision="q8")
+        deadline = time.monotonic() + 60
+        while http.get("/v1/images/p1/meta").json()["precision"] != "q8":
+            assert time.monotonic() < deadline, "the endpoint never saw the rewrite"
+            time.sleep(0.2)
+        after = http.get("/v1/images/p1/latent")
+        assert after.headers["x-latentzarr-precision"] == "q8" and after.headers["etag"] != etag
+        assert http.get("/v1/images/p1/latent", headers={"If-None-Match": etag}).status_code == 200

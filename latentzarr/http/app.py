@@ -169,7 +169,7 @@ class _Service:
         self.lc: Any = None
         self.store: Any = None
         self.inflight: dict[tuple[str, str], asyncio.Task] = {}
-        self.digests: dict[str, str] = {}  # id -> latent sha256 (immutable, so never invalidated)
+        self.digests: dict[str, str] = {}  # id -> latent sha256 (dropped when new commits arrive: see refresh)
         self.precisions: dict[str, str] = {}  # id -> precision mode name, memoised with the digest
         self.stored_sizes: dict[str, int] = {}
         self._last_miss_refresh = -np.inf
@@ -181,7 +181,14 @@ class _Service:
     async def refresh(self) -> None:
         async with self._refresh_lock:
             try:
+                seen = self.store.version
                 await asyncio.to_thread(self.store.refresh)
+                if self.store.version != seen:
+                    # new commits: ids are immutable, but the lifecycle policy may have moved some to a lossy
+                    # array, so what was memoised about an id (digest, precision, stored size) is dropped
+                    self.digests.clear()
+                    self.precisions.clear()
+                    self.stored_sizes.clear()
                 if len(self.store) != len(self._ids):
                     self._ids = self.store.ids()
                 self.store_error = None

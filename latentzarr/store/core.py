@@ -227,6 +227,11 @@ class LatentStore:
         """Where the store lives."""
         return self._backend.url
 
+    @property
+    def version(self) -> int:
+        """Sequence number of the latest index commit loaded (-1: none); it grows with every put and every move."""
+        return self._index.last_seq
+
     def refresh(self) -> int:
         """Load index commits written since the last refresh (by any writer); return how many ids were added."""
         def load() -> int:
