@@ -13,15 +13,13 @@ not depend on the array's dtype, so a lossy ``affine`` or ``step`` array can be 
 
 from __future__ import annotations
 
-import asyncio
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from numcodecs.abc import Codec
 from numcodecs.compat import ensure_bytes
-from zarr.abc.codec import ArrayBytesCodec
 
 from latentzarr_codecs.config import DEFAULT_LEVEL, parse_dtype, parse_level
 from latentzarr_codecs.engine import resolve_dtype
@@ -34,12 +32,11 @@ from latentzarr_codecs.lossy import (
     encode_lossy_chunk,
     parse_scheme,
 )
+from latentzarr_codecs.zarr3 import EngineBytesCodec
 
 if TYPE_CHECKING:
     from typing import Self
 
-    from zarr.core.array_spec import ArraySpec
-    from zarr.core.buffer import Buffer, NDBuffer
     from zarr.core.chunk_grids import ChunkGrid
     from zarr.core.dtype.wrapper import TBaseDType, TBaseScalar, ZDType
 
@@ -151,7 +148,7 @@ class LossyPCodec(Codec):
 
 
 @dataclass(frozen=True)
-class LossyCodec(ArrayBytesCodec):
+class LossyCodec(EngineBytesCodec):
     """Zarr v3 array-to-bytes codec for lossy latents (use it as ``serializer=``), registered as
     ``latentzarr.lossy``. Parameters as :class:`LossyPCodec`; ``steps`` is kept as a tuple.
 
@@ -162,8 +159,6 @@ class LossyCodec(ArrayBytesCodec):
     >>> z = zarr.create_array({}, shape=(2, 4, 8, 8), chunks=(1, 4, 8, 8), dtype="float32",
     ...                       serializer=LossyCodec(scheme="affine", bits=8))
     """
-
-    is_fixed_size = False
 
     scheme: str = "affine"
     keepbits: int | None = None
@@ -215,12 +210,6 @@ class LossyCodec(ArrayBytesCodec):
     def _engine(self) -> LossyPCodec:
         return LossyPCodec(self.scheme, self.keepbits, self.bits, self.steps, self.dtype, self.level, self.version)
 
-    def evolve_from_array_spec(self, array_spec: ArraySpec) -> Self:
-        """Record the array's dtype in the configuration when none was given."""
-        if self.dtype is None:
-            return replace(self, dtype=resolve_dtype(array_spec.dtype.to_native_dtype(), None))
-        return self
-
     def validate(
         self, *, shape: tuple[int, ...], dtype: ZDType[TBaseDType, TBaseScalar], chunk_grid: ChunkGrid
     ) -> None:
@@ -228,23 +217,3 @@ class LossyCodec(ArrayBytesCodec):
         name = resolve_dtype(dtype.to_native_dtype(), self.dtype)
         if name not in ("float16", "float32", "bfloat16"):
             raise TypeError(f"Expected a float array for {LOSSY_NAME}. Got {name} instead.")
-
-    def _decode_sync(self, chunk_bytes: Buffer, chunk_spec: ArraySpec) -> NDBuffer:
-        dtype = chunk_spec.dtype.to_native_dtype()
-        out = np.empty(chunk_spec.shape, dtype=dtype.newbyteorder("=") if dtype.byteorder in "<>" else dtype)
-        self._engine.decode(chunk_bytes.to_bytes(), out=out)
-        return chunk_spec.prototype.nd_buffer.from_ndarray_like(out.astype(dtype, copy=False))
-
-    async def _decode_single(self, chunk_bytes: Buffer, chunk_spec: ArraySpec) -> NDBuffer:
-        return await asyncio.to_thread(self._decode_sync, chunk_bytes, chunk_spec)
-
-    def _encode_sync(self, chunk_array: NDBuffer, chunk_spec: ArraySpec) -> Buffer | None:
-        encoded = self._engine.encode(np.ascontiguousarray(chunk_array.as_numpy_array()))
-        return chunk_spec.prototype.buffer.from_bytes(encoded)
-
-    async def _encode_single(self, chunk_array: NDBuffer, chunk_spec: ArraySpec) -> Buffer | None:
-        return await asyncio.to_thread(self._encode_sync, chunk_array, chunk_spec)
-
-    def compute_encoded_size(self, input_byte_length: int, chunk_spec: ArraySpec) -> int:
-        """Not known in advance (variable-size output)."""
-        raise NotImplementedError

@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from zarr.core.chunk_grids import ChunkGrid
     from zarr.core.dtype.wrapper import TBaseDType, TBaseScalar, ZDType
 
-__all__ = ["LatentCodec"]
+__all__ = ["EngineBytesCodec", "LatentCodec"]
 
 
 def _native(dtype: np.dtype) -> np.dtype:
@@ -38,8 +38,46 @@ def _native(dtype: np.dtype) -> np.dtype:
     return dtype.newbyteorder("=") if dtype.byteorder in "<>" else dtype
 
 
+class EngineBytesCodec(ArrayBytesCodec):
+    """Zarr v3 plumbing shared by latentzarr's array-to-bytes codecs.
+
+    A subclass (a frozen dataclass with a ``dtype`` field: the configured value dtype, ``None`` until the array
+    is created) defines ``_engine``, a numcodecs codec that encodes one chunk to bytes and decodes bytes into a
+    preallocated array of native byte order. Chunks are encoded and decoded in worker threads.
+    """
+
+    is_fixed_size = False
+
+    def evolve_from_array_spec(self, array_spec: ArraySpec) -> Self:
+        """Record the array's dtype in the configuration when none was given."""
+        if self.dtype is None:
+            return replace(self, dtype=resolve_dtype(array_spec.dtype.to_native_dtype(), None))
+        return self
+
+    def _decode_sync(self, chunk_bytes: Buffer, chunk_spec: ArraySpec) -> NDBuffer:
+        dtype = chunk_spec.dtype.to_native_dtype()
+        resolve_dtype(dtype, self.dtype)
+        out = np.empty(chunk_spec.shape, dtype=_native(dtype))
+        self._engine.decode(chunk_bytes.to_bytes(), out=out)
+        return chunk_spec.prototype.nd_buffer.from_ndarray_like(out.astype(dtype, copy=False))
+
+    async def _decode_single(self, chunk_bytes: Buffer, chunk_spec: ArraySpec) -> NDBuffer:
+        return await asyncio.to_thread(self._decode_sync, chunk_bytes, chunk_spec)
+
+    def _encode_sync(self, chunk_array: NDBuffer, chunk_spec: ArraySpec) -> Buffer | None:
+        encoded = self._engine.encode(np.ascontiguousarray(chunk_array.as_numpy_array()))
+        return chunk_spec.prototype.buffer.from_bytes(encoded)
+
+    async def _encode_single(self, chunk_array: NDBuffer, chunk_spec: ArraySpec) -> Buffer | None:
+        return await asyncio.to_thread(self._encode_sync, chunk_array, chunk_spec)
+
+    def compute_encoded_size(self, input_byte_length: int, chunk_spec: ArraySpec) -> int:
+        """Not known in advance (variable-size output)."""
+        raise NotImplementedError
+
+
 @dataclass(frozen=True)
-class LatentCodec(ArrayBytesCodec):
+class LatentCodec(EngineBytesCodec):
     """Lossless pcodec-based array-to-bytes codec for latent tensors.
 
     Parameters
@@ -59,8 +97,6 @@ class LatentCodec(ArrayBytesCodec):
     >>> z = zarr.create_array({}, shape=(2, 4, 8, 8), chunks=(1, 4, 8, 8), dtype="uint16",
     ...                       serializer=LatentCodec(dtype="bfloat16"))
     """
-
-    is_fixed_size = False
 
     version: int = FORMAT_VERSION
     dtype: str | None = None
@@ -99,35 +135,8 @@ class LatentCodec(ArrayBytesCodec):
     def _engine(self) -> LatentPCodec:
         return LatentPCodec(dtype=self.dtype, level=self.level, version=self.version)
 
-    def evolve_from_array_spec(self, array_spec: ArraySpec) -> Self:
-        """Record the array's dtype in the configuration when none was given."""
-        if self.dtype is None:
-            return replace(self, dtype=resolve_dtype(array_spec.dtype.to_native_dtype(), None))
-        return self
-
     def validate(
         self, *, shape: tuple[int, ...], dtype: ZDType[TBaseDType, TBaseScalar], chunk_grid: ChunkGrid
     ) -> None:
         """Refuse array dtypes the configured ``dtype`` cannot be read from (raises ``TypeError``)."""
         resolve_dtype(dtype.to_native_dtype(), self.dtype)
-
-    def _decode_sync(self, chunk_bytes: Buffer, chunk_spec: ArraySpec) -> NDBuffer:
-        dtype = chunk_spec.dtype.to_native_dtype()
-        resolve_dtype(dtype, self.dtype)
-        out = np.empty(chunk_spec.shape, dtype=_native(dtype))
-        self._engine.decode(chunk_bytes.to_bytes(), out=out)
-        return chunk_spec.prototype.nd_buffer.from_ndarray_like(out.astype(dtype, copy=False))
-
-    async def _decode_single(self, chunk_bytes: Buffer, chunk_spec: ArraySpec) -> NDBuffer:
-        return await asyncio.to_thread(self._decode_sync, chunk_bytes, chunk_spec)
-
-    def _encode_sync(self, chunk_array: NDBuffer, chunk_spec: ArraySpec) -> Buffer | None:
-        encoded = self._engine.encode(np.ascontiguousarray(chunk_array.as_numpy_array()))
-        return chunk_spec.prototype.buffer.from_bytes(encoded)
-
-    async def _encode_single(self, chunk_array: NDBuffer, chunk_spec: ArraySpec) -> Buffer | None:
-        return await asyncio.to_thread(self._encode_sync, chunk_array, chunk_spec)
-
-    def compute_encoded_size(self, input_byte_length: int, chunk_spec: ArraySpec) -> int:
-        """Not known in advance (variable-size output)."""
-        raise NotImplementedError
