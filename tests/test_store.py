@@ -431,7 +431,7 @@ def test_a_vanished_store_is_unavailable_not_corrupt(tmp_path: Path) -> None:
     store = LatentStore.create(tmp_path / "s.zarr", shard_images=2)
     store.put(["a", "b"], random_latents(2), model="m")
     (tmp_path / "s.zarr").rename(tmp_path / "away.zarr")
-    for read in (lambda: store["a"], lambda: store.get_encoded("b")):
+    for read in (lambda: store["a"], lambda: store.get_encoded("b"), store.verify):
         with pytest.raises(StoreUnavailableError) as info:
             read()
         assert info.value.retryable

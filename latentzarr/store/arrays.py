@@ -195,26 +195,12 @@ def read_rows(array: zarr.Array, meta: ArrayMeta, rows: np.ndarray, ids: Sequenc
     missing = nan_rows(stored, meta.dtype)
     if missing.any():
         i = int(np.flatnonzero(np.isin(rows, unique[missing]))[0])
-        check_store_present(array.store_path.store, f"image id {ids[i]!r}")
         raise CorruptDataError(
             f"Expected stored data for image id {ids[i]!r} (array {meta.name!r}, row {int(rows[i])}). Got none "
             "instead: its shard object is missing. Restore it from a backup, or re-ingest the image."
         )
     stored = to_logical(stored, meta.dtype)
     return stored if inverse is None else stored[inverse]
-
-
-def check_store_present(store: zarr.abc.store.Store, what: str) -> None:
-    """Raise a transient ``ConnectionError`` when the store's root metadata is gone, e.g. an unmounted volume.
-
-    Called before reporting a missing shard as damage: when the whole store has disappeared, the shard is not
-    lost, the store is unreachable (reads retry, then raise :class:`~latentzarr.errors.StoreUnavailableError`).
-    """
-    from zarr.core.sync import sync
-
-    if not sync(store.exists("zarr.json")):
-        raise ConnectionError(f"Expected the store's root metadata (zarr.json) while reading {what}. Got none "
-                              "instead: the store is unreachable (a moved or unmounted folder, a lost bucket).")
 
 
 def _runs(unique: np.ndarray) -> list[tuple[int, int]]:

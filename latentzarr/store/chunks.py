@@ -28,7 +28,7 @@ from zarr.core.buffer import default_buffer_prototype
 from zarr.core.sync import sync
 
 from latentzarr.errors import CorruptDataError
-from latentzarr.store.arrays import ArrayMeta, check_store_present
+from latentzarr.store.arrays import ArrayMeta
 from latentzarr.store.layout import storage_dtype, to_logical
 
 __all__ = ["EncodedLatent", "read_encoded"]
@@ -101,7 +101,6 @@ def read_encoded(store: Store, meta: ArrayMeta, row: int, image_id: str) -> Enco
     where = f"image id {image_id!r} (array {meta.name!r}, row {int(row)})"
     raw = _get(store, key, SuffixByteRequest(index_size))
     if raw is None:
-        check_store_present(store, where)
         raise CorruptDataError(f"Expected the shard object {key!r} of {where}. Got none instead: it is missing. "
                                "Restore it from a backup, or re-ingest the image.")
     if len(raw) != index_size or struct.pack("<I", google_crc32c.value(raw[:-4])) != raw[-4:]:

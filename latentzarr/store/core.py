@@ -236,6 +236,9 @@ class LatentStore:
         """Load index commits written since the last refresh (by any writer); return how many ids were added."""
         def load() -> int:
             with self._mutex:
+                if not self._backend.exists("zarr.json"):  # gone, not empty: keep what is known, report an outage
+                    raise ConnectionError(f"Expected the store {self.url!r} to exist. Got no root metadata "
+                                          "instead: it is unreachable (a moved or unmounted folder, a lost bucket).")
                 added = self._index.refresh()  # resumable: a failed attempt keeps the commits it loaded
                 self._refresh_arrays()
                 return added
@@ -554,19 +557,22 @@ class LatentStore:
         ids = list(ids)
         if not ids:
             raise ValueError("Expected at least one id. Got an empty sequence instead.")
-        return with_retries(lambda: self._unless_gone(self._get, ids),
-                            what=f"a read of {len(ids)} latent(s) ({ids[0]!r}...)", url=self.url)
+        return self._read(f"a read of {len(ids)} latent(s) ({ids[0]!r}...)", self._get, ids)
 
-    def _unless_gone(self, read: Callable[..., T], *args: Any) -> T:
-        """``read(*args)``; a ``FileNotFoundError`` because the whole store vanished (a moved or unmounted folder)
-        becomes a transient ``ConnectionError``, so it is retried and then reported as an outage, not as damage."""
-        try:
-            return read(*args)
-        except FileNotFoundError as exc:
-            if self._backend.exists("zarr.json"):
-                raise
-            raise ConnectionError(f"Expected the store {self.url!r} to exist. Got {exc} instead: it is "
-                                  "unreachable (a moved or unmounted folder, a lost bucket).") from exc
+    def _read(self, what: str, read: Callable[..., T], *args: Any) -> T:
+        """``read(*args)`` under the store's read policy, the one place for it: transient errors are retried (then
+        :class:`~latentzarr.errors.StoreUnavailableError`), and data found missing while the whole store is gone (a
+        moved or unmounted folder, a lost bucket) is an outage, retried the same way, never reported as damage."""
+        def attempt() -> T:
+            try:
+                return read(*args)
+            except (FileNotFoundError, CorruptDataError) as exc:
+                if self._backend.exists("zarr.json"):
+                    raise
+                raise ConnectionError(f"Expected the store {self.url!r} to exist while reading {what}. Got "
+                                      f"{type(exc).__name__} instead: it is unreachable.") from exc
+
+        return with_retries(attempt, what=what, url=self.url)
 
     def _get(self, ids: list[str]) -> np.ndarray:
         codes, rows = self._index.locate(self._positions(ids))
@@ -649,9 +655,8 @@ class LatentStore:
 
         code, row = self._index.locate(self._positions([image_id]))
         meta = self._array_meta(self._index.array_name(int(code[0])))
-        return with_retries(lambda: self._unless_gone(read_encoded, self._backend.zarr_store, meta, int(row[0]),
-                                                      image_id),
-                            what=f"the stored chunk of {image_id!r}", url=self.url)
+        return self._read(f"the stored chunk of {image_id!r}", read_encoded, self._backend.zarr_store, meta,
+                          int(row[0]), image_id)
 
     def encoded_size(self, image_id: str) -> int:
         """Bytes of ``image_id``'s stored chunk (without its shard index entry)."""
@@ -739,17 +744,17 @@ class LatentStore:
 
     def _verify_part(self, name: str, meta: ArrayMeta, rows: np.ndarray, ids: list[str], positions: np.ndarray,
                      report: dict[str, Any]) -> None:
-        handle = with_retries(lambda: self._handle(name, int(rows.max()) + 1), what=f"array {name!r}", url=self.url)
+        handle = self._read(f"array {name!r}", self._handle, name, int(rows.max()) + 1)
         what = f"rows of array {name!r}"
         try:
-            latents = with_retries(lambda: read_rows(handle, meta, rows, ids), what=what, url=self.url)
+            latents = self._read(what, read_rows, handle, meta, rows, ids)
             pairs = list(zip(ids, latents, positions, strict=True))
         except CorruptDataError:  # damaged somewhere in this batch: check one by one
             pairs = []
             for i, image_id in enumerate(ids):
                 try:
-                    pairs.append((image_id, with_retries(lambda i=i, image_id=image_id: read_rows(
-                        handle, meta, rows[i:i + 1], [image_id])[0], what=what, url=self.url), positions[i]))
+                    pairs.append((image_id, self._read(what, read_rows, handle, meta, rows[i:i + 1], [image_id])[0],
+                                  positions[i]))
                 except CorruptDataError as exc:
                     report["checked"] += 1
                     report["unreadable"][image_id] = str(exc)
