@@ -68,6 +68,7 @@ _LAZY: dict[str, str] = {
     "create_app": "latentzarr.http",
     "open_dataset": "latentzarr.xr",
     "StoreUnavailableError": "latentzarr.errors",
+    "WriteConflictError": "latentzarr.errors",
     "EncodedLatent": "latentzarr.store",
     "FaultInjector": "latentzarr.store.faults",
     "PluginMissingError": "latentzarr.cluster",

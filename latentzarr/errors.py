@@ -24,6 +24,7 @@ __all__ = [
     "TraceFormatError",
     "UnknownIdError",
     "UnsupportedFormatError",
+    "WriteConflictError",
 ]
 
 
@@ -83,6 +84,14 @@ class StoreUnavailableError(LatentZarrError, ConnectionError):
     Raised instead of a result, never instead of a wrong one: transient failures are not mistaken for missing
     ids or corrupt data. ``__cause__`` holds the last underlying error.
     """
+
+    retryable = True
+
+
+class WriteConflictError(LatentZarrError, RuntimeError):
+    """A write found, at its commit, that a concurrent operation removed rows it had written (a
+    :meth:`~latentzarr.store.LatentStore.vacuum` with a grace period shorter than the write); nothing was committed.
+    Retry the write."""
 
     retryable = True
 

@@ -21,7 +21,7 @@ from latentzarr.errors import (
     UnknownIdError,
     UnsupportedFormatError,
 )
-from latentzarr.store import LatentStore, MixedArraysError
+from latentzarr.store import FORMAT_VERSION, LatentStore, MixedArraysError
 
 DTYPES = [np.dtype(np.float16), np.dtype(np.float32), np.dtype(ml_dtypes.bfloat16)]
 
@@ -254,7 +254,7 @@ def test_plain_zarr_reads_an_array(store: LatentStore) -> None:
     x = random_latents(3, dtype=DTYPES[1])
     store.put(["a", "b", "c"], x, model="taef2")
     group = zarr.open_group(store.url, mode="r")
-    assert group.attrs["latentzarr"]["format_version"] == 1
+    assert group.attrs["latentzarr"]["format_version"] == FORMAT_VERSION
     array = group["arrays"]["taef2-4x8x8-float32"]
     assert array.attrs["latentzarr"]["model"] == "taef2"
     assert same_bits(array[:3], x)

@@ -73,6 +73,15 @@ class ArrayMeta:
         """Path of the array inside the store."""
         return f"{ARRAYS_GROUP}/{self.name}"
 
+    def shard_key(self, shard: int) -> str:
+        """Key of shard object ``shard`` (rows ``[shard * shard_images, (shard + 1) * shard_images)``)."""
+        return f"{self.path}/c/{int(shard)}/0/0/0"
+
+    def shard_keys(self, start: int, n: int) -> list[str]:
+        """Keys of the shard objects holding rows ``[start, start + n)``."""
+        first, last = start // self.shard_images, (start + n - 1) // self.shard_images
+        return [self.shard_key(k) for k in range(first, last + 1)]
+
     @property
     def raw_bytes_per_image(self) -> int:
         """Uncompressed size of one latent, in bytes."""

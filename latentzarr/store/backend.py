@@ -141,6 +141,19 @@ class Backend:
         except FileNotFoundError:
             pass
 
+    def prune_empty(self, key: str, *, stop: str) -> None:
+        """Remove the folders of a deleted object ``key`` that are now empty, up to (not including) folder ``stop``;
+        object stores have no folders, so nothing to do there."""
+        if not self.is_local:
+            return
+        folder, stop_path = os.path.dirname(self.path(key)), os.path.normpath(self.path(stop))
+        while os.path.normpath(folder) != stop_path and folder.startswith(stop_path):
+            try:
+                os.rmdir(folder)
+            except OSError:  # not empty (or gone): stop here
+                return
+            folder = os.path.dirname(folder)
+
     def listdir(self, key: str) -> list[str]:
         """Names (not paths) of the objects directly under folder ``key``; empty when it does not exist."""
         if self.is_local:
@@ -157,6 +170,8 @@ class Backend:
     def size(self, key: str) -> int:
         """Total size in bytes of every object under ``key`` (0 when absent)."""
         if self.is_local:
+            if os.path.isfile(self.path(key)):
+                return os.path.getsize(self.path(key))
             total = 0
             for dirpath, _dirs, files in os.walk(self.path(key)):
                 total += sum(os.path.getsize(os.path.join(dirpath, f)) for f in files)

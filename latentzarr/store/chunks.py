@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import struct
+from collections.abc import Sequence
 
 import google_crc32c
 import numpy as np
@@ -31,7 +32,7 @@ from latentzarr.errors import CorruptDataError
 from latentzarr.store.arrays import ArrayMeta
 from latentzarr.store.layout import storage_dtype, to_logical
 
-__all__ = ["EncodedLatent", "read_encoded"]
+__all__ = ["EncodedLatent", "encode_shard", "read_encoded", "read_shard_index", "shard_index", "written_rows"]
 
 _EMPTY = 2**64 - 1
 
@@ -87,6 +88,53 @@ def _get(store: Store, key: str, byte_range: RangeByteRequest | SuffixByteReques
     return None if buf is None else buf.to_bytes()
 
 
+def read_shard_index(store: Store, meta: ArrayMeta, shard: int, where: str | None = None) -> np.ndarray | None:
+    """The index of shard object ``shard`` of array ``meta`` (see :func:`shard_index`); None when the shard object
+    does not exist. One ranged read."""
+    raw = _get(store, meta.shard_key(shard), SuffixByteRequest(16 * meta.shard_images + 4))
+    return None if raw is None else shard_index(raw, meta, shard, where)
+
+
+def shard_index(data: bytes, meta: ArrayMeta, shard: int, where: str | None = None) -> np.ndarray:
+    """The index at the end of ``data`` (a shard object, or its tail) of shard ``shard`` of array ``meta``:
+    (shard_images, 2) uint64 ``(offset, nbytes)`` per row, ``(2**64-1, 2**64-1)`` for an unwritten row.
+
+    Raises
+    ------
+    CorruptDataError
+        The index fails its CRC-32C (``where`` says whose read it was).
+    """
+    size = 16 * meta.shard_images + 4
+    raw = data[-size:]
+    if len(raw) != size or struct.pack("<I", google_crc32c.value(raw[:-4])) != raw[-4:]:
+        raise CorruptDataError(f"Expected an intact shard index in {meta.shard_key(shard)!r}"
+                               f"{f' for {where}' if where else ''}. Got one that fails its CRC-32C instead: the "
+                               "shard is damaged; restore it from a backup.")
+    return np.frombuffer(raw, dtype="<u8", count=2 * meta.shard_images).reshape(meta.shard_images, 2)
+
+
+def encode_shard(chunks: Sequence[bytes | None]) -> bytes:
+    """A whole shard object holding ``chunks`` (one per row; None: unwritten), in the layout Zarr's sharding codec
+    writes and :func:`read_shard_index` reads: the chunks back to back, then the index and its CRC-32C.
+
+    Chunk bytes do not depend on where a chunk sits, so chunks taken out of one shard (:func:`read_encoded`) and
+    packed into another decode to the same values.
+    """
+    index = np.full((len(chunks), 2), _EMPTY, dtype="<u8")
+    offset = 0
+    for i, chunk in enumerate(chunks):
+        if chunk is not None:
+            index[i] = offset, len(chunk)
+            offset += len(chunk)
+    raw = index.tobytes()
+    return b"".join(c for c in chunks if c is not None) + raw + struct.pack("<I", google_crc32c.value(raw))
+
+
+def written_rows(index: np.ndarray) -> np.ndarray:
+    """Boolean mask of the rows a shard index holds data for."""
+    return ~((index[:, 0] == _EMPTY) & (index[:, 1] == _EMPTY))
+
+
 def read_encoded(store: Store, meta: ArrayMeta, row: int, image_id: str) -> EncodedLatent:
     """The stored chunk of ``row`` of the array ``meta`` in the Zarr ``store`` (``image_id`` names it in errors).
 
@@ -96,17 +144,13 @@ def read_encoded(store: Store, meta: ArrayMeta, row: int, image_id: str) -> Enco
         The shard object is missing, its index fails its CRC-32C or holds no entry for the row.
     """
     shard, inner = divmod(int(row), meta.shard_images)
-    key = f"{meta.path}/c/{shard}/0/0/0"
-    index_size = 16 * meta.shard_images + 4
+    key = meta.shard_key(shard)
     where = f"image id {image_id!r} (array {meta.name!r}, row {int(row)})"
-    raw = _get(store, key, SuffixByteRequest(index_size))
-    if raw is None:
+    index = read_shard_index(store, meta, shard, where)
+    if index is None:
         raise CorruptDataError(f"Expected the shard object {key!r} of {where}. Got none instead: it is missing. "
                                "Restore it from a backup, or re-ingest the image.")
-    if len(raw) != index_size or struct.pack("<I", google_crc32c.value(raw[:-4])) != raw[-4:]:
-        raise CorruptDataError(f"Expected an intact shard index in {key!r} for {where}. Got one that fails its "
-                               "CRC-32C instead: the shard is damaged; restore it from a backup.")
-    offset, nbytes = struct.unpack_from("<QQ", raw, 16 * inner)
+    offset, nbytes = (int(v) for v in index[inner])
     if offset == _EMPTY and nbytes == _EMPTY:
         raise CorruptDataError(f"Expected stored data for {where}. Got an empty index entry in {key!r} instead; "
                                "re-ingest the image.")

@@ -11,7 +11,9 @@ Write protocol of :meth:`LatentStore.put` (append-only, put-aligned shards):
    one index commit file (atomic, exclusive). Only now are the ids visible.
 
 A crash before step 4 leaves orphaned rows that no id points to; rows are never reused. A failing call changes
-nothing that was committed.
+nothing that was committed. :meth:`LatentStore.rewrite` moves committed ids to new rows; :meth:`LatentStore.vacuum`
+deletes shards no id points into (after a grace period) and compacts mostly-garbage ones, and step 4 checks that
+the shards it commits still exist (:class:`WriteConflictError` otherwise).
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from latentzarr.errors import (
     NotALatentStoreError,
     UnknownIdError,
     UnsupportedFormatError,
+    WriteConflictError,
 )
 from latentzarr.ids import validate_id, validate_ids
 from latentzarr.store.arrays import (
@@ -51,6 +54,7 @@ from latentzarr.store.index import MOVE, IdIndex, commit_table
 from latentzarr.store.layout import ARRAYS_GROUP, FORMAT_VERSION, array_name, to_logical, to_storage
 from latentzarr.store.locking import DEFAULT_TIMEOUT, make_lock
 from latentzarr.store.retry import with_retries
+from latentzarr.store.vacuum import DEFAULT_COMPACT_AT, DEFAULT_GRACE_S, VacuumReport, vacuum
 from latentzarr.store.validation import (
     check_finite,
     coerce_latents,
@@ -125,6 +129,7 @@ class LatentStore:
         self._handles: dict[str, zarr.Array] = {}
         attrs = with_retries(lambda: self._read_root_attrs(backend), what="its root attributes", url=backend.url)
         self.shard_images = int(attrs.get("shard_images", DEFAULT_SHARD_IMAGES))
+        self._format_version = int(attrs["format_version"])
         self.refresh()
 
     # ------------------------------------------------------------------------------------ create / open
@@ -327,6 +332,7 @@ class LatentStore:
             "source_bytes": [None if s is None else int(s) for s in sources], "created": [now] * n,
         })
         with self._lock, self._mutex:  # 3) commit
+            self._require_rows(meta, start, n)
             for attempt in range(_COMMIT_ATTEMPTS):
                 self._index.refresh()
                 self._reject_committed(ids)
@@ -347,27 +353,49 @@ class LatentStore:
         Returns the array, the first row written and the SHA-256 of each row's stored bits (for a lossy mode: of
         the values read back, i.e. what every later read gives). Nothing is visible until a commit names the rows.
         """
-        n = len(array)
-        stored = to_storage(array, logical)
         lossy = mode is not None and mode.lossy
-        digests = [] if lossy else [latent_digest(s) for s in stored]
         shape = tuple(int(s) for s in array.shape[1:])
-        with self._lock:  # 1) reserve whole fresh shards
+
+        def resolve() -> ArrayMeta:
             self._refresh_arrays()
-            meta = self._resolve_array(model, shape, logical, attrs, mode.to_config() if lossy else None)
+            return self._resolve_array(model, shape, logical, attrs, mode.to_config() if lossy else None)
+
+        return self._write_rows(resolve, array)
+
+    def _write_rows(self, resolve: Callable[[], ArrayMeta], array: np.ndarray) -> tuple[ArrayMeta, int, list[bytes]]:
+        """Reserve whole fresh shards of the array ``resolve()`` names (called under the writer lock), write
+        ``array`` (logical dtype) into them, make them durable; return (array, first row, stored digests)."""
+        n = len(array)
+        meta, writer, start = self._reserve(resolve, n)  # 1) reserve whole fresh shards
+        stored = to_storage(array, meta.dtype)
+        writer[start:start + n] = stored  # 2) data, outside the lock, into shards only this write owns
+        self._backend.sync([f"{meta.path}/zarr.json", *meta.shard_keys(start, n)])
+        if meta.lossy:  # the digest of what a read gives back (the codec rounded the values)
+            back = open_latent_array(self._backend.zarr_store, meta.name)[start:start + n]
+            return meta, start, [latent_digest(to_storage(to_logical(b, meta.dtype), meta.dtype)) for b in back]
+        return meta, start, [latent_digest(s) for s in stored]
+
+    def _reserve(self, resolve: Callable[[], ArrayMeta], n: int) -> tuple[ArrayMeta, zarr.Array, int]:
+        """Under the writer lock: grow the array ``resolve()`` names by whole fresh shards for ``n`` rows; return
+        the array, a writable handle and the first reserved row (a multiple of the shard size). No other write ever
+        touches these shards."""
+        with self._lock:
+            meta = resolve()
             writer = open_latent_array(self._backend.zarr_store, meta.name, writable=True)
             start = writer.shape[0]
-            reserved = math.ceil(n / meta.shard_images) * meta.shard_images
-            writer.resize((start + reserved, *shape))
+            writer.resize((start + math.ceil(n / meta.shard_images) * meta.shard_images, *meta.shape))
+        return meta, writer, start
 
-        writer[start:start + n] = stored  # 2) data, outside the lock, into shards only this put owns
-        first, last = start // meta.shard_images, (start + n - 1) // meta.shard_images
-        self._backend.sync([f"{meta.path}/zarr.json"]
-                           + [f"{meta.path}/c/{k}/{'/'.join('0' * len(shape))}" for k in range(first, last + 1)])
-        if lossy:  # the digest of what a read gives back (the codec rounded the values)
-            back = open_latent_array(self._backend.zarr_store, meta.name)[start:start + n]
-            digests = [latent_digest(to_storage(to_logical(b, logical), logical)) for b in back]
-        return meta, start, digests
+    def _require_rows(self, meta: ArrayMeta, start: int, n: int) -> None:
+        """Before a commit (under the writer lock): the shards just written must still exist. A vacuum whose grace
+        period is shorter than a write may have taken them for garbage; committing would point ids at nothing."""
+        missing = [k for k in meta.shard_keys(start, n) if not self._backend.exists(k)]
+        if missing:
+            raise WriteConflictError(
+                f"Expected the shards this write filled to exist at its commit. Got {missing[:3]!r} removed instead "
+                "(a vacuum with a grace period shorter than this write ran meanwhile); nothing was committed. Retry "
+                "the write, and give vacuum a grace period longer than any write takes."
+            )
 
     def rewrite(self, ids: Sequence[str], latents: np.ndarray | Sequence[np.ndarray], *,
                 precision: str | PrecisionMode, expect: Mapping[str, tuple[str, int]] | None = None,
@@ -378,8 +406,8 @@ class LatentStore:
 
         The new rows are appended to the mode's array (as :meth:`put` does), then ONE move commit re-points the
         ids to them. Until that commit lands every reader sees the old rows, after it the new ones; a crash in
-        between leaves the old rows in place (the new ones are orphans). Old rows are never deleted: they stay as
-        garbage (reclaiming their bytes needs a shard rewrite, not implemented).
+        between leaves the old rows in place (the new ones are orphans). The old rows stay as garbage until
+        :meth:`vacuum` reclaims them.
 
         Parameters
         ----------
@@ -440,17 +468,25 @@ class LatentStore:
                     f"(array {meta.name!r}, rows from {start}) instead; nothing was committed, the ids keep their "
                     "old rows. Check the codec versions."
                 )
+        return self._commit_move(ids, expect, meta, start, digests, pixels, [setup] * len(ids))
+
+    def _commit_move(self, ids: Sequence[str], expect: Mapping[str, tuple[str, int]], meta: ArrayMeta, start: int,
+                     digests: Sequence[bytes], pixels: Sequence[str | None], setups: Sequence[str | None]) -> list[str]:
+        """ONE move commit re-pointing ``ids[k]`` to row ``start + k`` of ``meta``, for the ids still at their
+        ``expect``-ed (array, row); return those ids. The ids switch rows all at once, or not at all."""
         now = datetime.now(UTC)
-        with self._lock, self._mutex:  # ONE move commit: the ids switch rows all at once, or not at all
+        with self._lock, self._mutex:
+            self._require_rows(meta, start, len(ids))
             for attempt in range(_COMMIT_ATTEMPTS):
                 self._index.refresh()
                 keep = [k for k, i in enumerate(ids) if self._where(i) == tuple(expect.get(i, ()))]
                 if not keep:
                     return []
+                self._upgrade_format()
                 table = commit_table({
                     "id": [ids[k] for k in keep], "array": [meta.name] * len(keep),
                     "row": [start + k for k in keep], "latent_sha256": [digests[k] for k in keep],
-                    "pixel_sha256": [pixels[k] for k in keep], "decoder_setup": [setup] * len(keep),
+                    "pixel_sha256": [pixels[k] for k in keep], "decoder_setup": [setups[k] for k in keep],
                     "source_bytes": [None] * len(keep), "created": [now] * len(keep),
                 })
                 try:
@@ -460,6 +496,18 @@ class LatentStore:
                     if attempt == _COMMIT_ATTEMPTS - 1:
                         raise
         return [ids[k] for k in keep]
+
+    def _upgrade_format(self) -> None:
+        """Before the first move commit (under the writer lock): raise the store's format version to
+        :data:`FORMAT_VERSION`, so that a latentzarr that predates moves refuses the store instead of reading
+        rows that moved (and may have been reclaimed since)."""
+        if self._format_version >= FORMAT_VERSION:
+            return
+        group = zarr.open_group(store=self._backend.zarr_store, mode="r+", zarr_format=3)
+        attrs = dict(group.attrs["latentzarr"])
+        if attrs.get("format_version", 0) < FORMAT_VERSION:
+            group.attrs["latentzarr"] = {**attrs, "format_version": FORMAT_VERSION}
+        self._format_version = FORMAT_VERSION
 
     def _where(self, image_id: str) -> tuple[str, int] | None:
         """(array, row) of a loaded id, or None."""
@@ -567,12 +615,21 @@ class LatentStore:
             try:
                 return read(*args)
             except (FileNotFoundError, CorruptDataError) as exc:
-                if self._backend.exists("zarr.json"):
+                if not self._backend.exists("zarr.json"):
+                    raise ConnectionError(f"Expected the store {self.url!r} to exist while reading {what}. Got "
+                                          f"{type(exc).__name__} instead: it is unreachable.") from exc
+                if not self._moved_on():
                     raise
-                raise ConnectionError(f"Expected the store {self.url!r} to exist while reading {what}. Got "
-                                      f"{type(exc).__name__} instead: it is unreachable.") from exc
+                return read(*args)  # the index this read used was stale: its rows may have moved and been reclaimed
 
         return with_retries(attempt, what=what, url=self.url)
+
+    def _moved_on(self) -> bool:
+        """Refresh the index; True when commits arrived (a read that found its rows missing may retry: the ids may
+        have moved, and a :meth:`vacuum` reclaimed their old rows)."""
+        before = self.version
+        self.refresh()
+        return self.version != before
 
     def _get(self, ids: list[str]) -> np.ndarray:
         codes, rows = self._index.locate(self._positions(ids))
@@ -629,8 +686,8 @@ class LatentStore:
 
     def record(self, image_id: str) -> dict[str, Any]:
         """Everything known about one id: array, row, model, model_attrs, shape, dtype, precision (the mode's
-        name), lossy, digests, created... (``rewritten``: when the lifecycle re-stored it, if since the last
-        checkpoint)."""
+        name), lossy, digests, created... (``rewritten``: when it last moved, by the lifecycle or a vacuum's
+        compaction, if since the last checkpoint)."""
         pos = int(self._positions([image_id])[0])
         rec = self._index.row_record(pos)
         meta = self._array_meta(rec["array"])
@@ -651,12 +708,14 @@ class LatentStore:
         CorruptDataError
             The shard is missing or damaged (the chunk's own CRC-32 is checked by ``decode()``).
         """
+        return self._read(f"the stored chunk of {image_id!r}", self._get_encoded, image_id)
+
+    def _get_encoded(self, image_id: str) -> EncodedLatent:
         from latentzarr.store.chunks import read_encoded
 
         code, row = self._index.locate(self._positions([image_id]))
         meta = self._array_meta(self._index.array_name(int(code[0])))
-        return self._read(f"the stored chunk of {image_id!r}", read_encoded, self._backend.zarr_store, meta,
-                          int(row[0]), image_id)
+        return read_encoded(self._backend.zarr_store, meta, int(row[0]), image_id)
 
     def encoded_size(self, image_id: str) -> int:
         """Bytes of ``image_id``'s stored chunk (without its shard index entry)."""
@@ -740,6 +799,11 @@ class LatentStore:
                 part = sel[lo: lo + batch]
                 part_ids = self._index.ids_at(positions[part])
                 self._verify_part(name, meta, rows[part], part_ids, positions[part], report)
+        if report["unreadable"] and self._moved_on():  # ids may have moved (and a vacuum reclaimed their old rows)
+            again = self.verify(list(report["unreadable"]), batch=batch)
+            report["ok"] += again["ok"]
+            report["mismatched"] += again["mismatched"]
+            report["unreadable"] = again["unreadable"]
         return report
 
     def _verify_part(self, name: str, meta: ArrayMeta, rows: np.ndarray, ids: list[str], positions: np.ndarray,
@@ -765,6 +829,42 @@ class LatentStore:
                 report["ok"] += 1
             else:
                 report["mismatched"].append(image_id)
+
+    def vacuum(self, *, grace: float = DEFAULT_GRACE_S, compact_at: float = DEFAULT_COMPACT_AT, dry_run: bool = False,
+               progress: Callable[[str], None] | None = None) -> VacuumReport:
+        """Reclaim the bytes of rows no id points to (left by :meth:`rewrite` and by writes that died).
+
+        Shard objects no committed id points into are deleted once a vacuum has seen them garbage for ``grace``
+        seconds (so the first vacuum only marks them, unless ``grace=0``); shards still holding ids but at least
+        ``compact_at`` garbage (share of their bytes) are first compacted: their live chunks are copied as they
+        are into fresh shards, checked, and the ids moved by one commit per batch. No committed latent changes a
+        bit, and reads by id never fail because of it (a read that finds its rows gone follows the id). Details:
+        :mod:`latentzarr.store.vacuum`.
+
+        Parameters
+        ----------
+        grace
+            Seconds (>= 0) a garbage shard waits before deletion, and the least age of its last write: longer than
+            any write takes and than views that captured rows (:meth:`to_xarray`) live. Default one hour.
+        compact_at
+            Share (0, 1] of a shard's bytes that must be garbage before its live rows are copied out.
+        dry_run
+            Change nothing; report what would be compacted and deleted now.
+        progress
+            Called with a line of text per step.
+
+        Returns
+        -------
+        VacuumReport
+            Shards scanned, compacted and deleted, bytes reclaimed and still waiting, stored bytes before/after.
+
+        Raises
+        ------
+        StoreLockedError, StoreUnavailableError
+        CorruptDataError
+            A compacted copy did not read back as stored (nothing was committed).
+        """
+        return vacuum(self, grace=grace, compact_at=compact_at, dry_run=dry_run, progress=progress)
 
     def compact(self) -> int | None:
         """Write an index checkpoint (merged commits) so that opening reads one file; return its seq."""

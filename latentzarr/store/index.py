@@ -9,8 +9,8 @@ A *move* commit (parquet schema metadata ``latentzarr.kind = move``, written onl
 :meth:`LatentStore.rewrite`, e.g. by the lifecycle policy) re-points ids that are already committed to a new
 (array, row, digest): the id keeps its position and ``created``; ``pixel_sha256`` and ``decoder_setup`` come from the
 move. Like any commit it lands whole or not at all, so a reader sees the old location or the new one, never
-neither. Readers that predate moves ignore them (the first commit of an id wins) and keep reading the old row,
-which a move never deletes.
+neither. A store's first move raises its format version to 2, so readers that predate moves (which would ignore
+them and read the old row, reclaimed by :meth:`LatentStore.vacuum` at some point) refuse it.
 
 In memory the index is a dict id -> position plus growable numpy columns (array code, row, digest) and the
 optional columns as arrow tables, so a lookup costs one dict access. Measured: 1e6 ids load from a checkpoint

@@ -2,7 +2,7 @@
 
 A store is one Zarr v3 group::
 
-    <root>/zarr.json                  group; attrs {"latentzarr": {"format_version": 1, "shard_images": S, ...}}
+    <root>/zarr.json                  group; attrs {"latentzarr": {"format_version": 2, "shard_images": S, ...}}
     <root>/arrays/zarr.json           group holding one array per (model, latent shape, logical dtype)
     <root>/arrays/<name>/             array (rows, C, h, w), chunks (1, C, h, w), shards (S, C, h, w)
     <root>/index/<seq:010d>.parquet   one immutable commit file per successful ``put``
@@ -44,8 +44,13 @@ __all__ = [
     "to_logical",
 ]
 
-FORMAT_VERSION = 1
-"""Store format version written by this code; stores with a larger version are refused."""
+FORMAT_VERSION = 2
+"""Store format version written by this code; stores with a larger version are refused.
+
+1: append-only rows. 2: ids may move (move commits, see :mod:`latentzarr.store.index`) and rows no id points to
+may be reclaimed (:meth:`LatentStore.vacuum`). New stores are created at 2, and a store of version 1 is raised to 2
+by its first move, so that code which predates moves (and would read, or checkpoint, an id's old row) refuses it.
+"""
 
 ARRAYS_GROUP = "arrays"
 INDEX_DIR = "index"

@@ -11,13 +11,25 @@ import numpy as np
 import xarray as xr
 import zarr
 
+from latentzarr.errors import CorruptDataError
 from latentzarr.store.arrays import ArrayMeta
+from latentzarr.store.layout import nan_rows
 
 __all__ = ["array_dataset"]
 
 
 def _bits_to_float32(block: np.ndarray) -> np.ndarray:
     return block.view(ml_dtypes.bfloat16).astype(np.float32)
+
+
+def _require_data(block: np.ndarray, logical: str, name: str) -> np.ndarray:
+    """A block of captured rows, unless some came back as fill values: their shard was reclaimed by a vacuum after
+    the view was made (or is missing), and NaN must not pass for a latent."""
+    if len(block) and nan_rows(block, logical).any():
+        raise CorruptDataError(f"Expected stored latents in every row of this view of array {name!r}. Got "
+                               f"{int(nan_rows(block, logical).sum())} rows without data instead: their ids moved and "
+                               "a vacuum reclaimed the old rows (or the shard is missing). Open the view again.")
+    return block
 
 
 def array_dataset(array: zarr.Array, meta: ArrayMeta, rows: np.ndarray, ids: Sequence[str]) -> xr.Dataset:
@@ -27,7 +39,8 @@ def array_dataset(array: zarr.Array, meta: ArrayMeta, rows: np.ndarray, ids: Seq
     precision mode (``precision``, ``lossy`` as 0/1, since netCDF has no booleans).
     """
     data = da.from_zarr(array, chunks=(meta.shard_images, *meta.shape))
-    data = data[np.asarray(rows, dtype=np.int64)]
+    data = data[np.asarray(rows, dtype=np.int64)].map_blocks(_require_data, meta.dtype, meta.name,
+                                                             dtype=data.dtype)
     if meta.dtype == "bfloat16":
         data = data.map_blocks(_bits_to_float32, dtype=np.float32)
     attrs = {"model": meta.model, "model_attrs": json.dumps(meta.model_attrs, sort_keys=True),
