@@ -27,6 +27,7 @@ COMMANDS: dict[str, str] = {
     "serve": "latentzarr.cli.serve:serve",
     "simulate": "latentzarr.cli.simulate:simulate",
     "trace": "latentzarr.cli.trace:trace",
+    "vacuum": "latentzarr.cli.vacuum:vacuum_cmd",
 }
 
 

@@ -11,7 +11,8 @@ import click
 from latentzarr.cli._common import human_bytes, one_line_errors, open_store
 
 
-@click.command("lifecycle")
+@click.command("lifecycle", epilog="The old rows of rewritten latents stay on disk until `latentzarr vacuum STORE` "
+                                    "reclaims them (after its grace period; e.g. nightly).")
 @click.argument("store")
 @click.option("--days", type=click.FloatRange(0), required=True, help="Rewrite objects not read for this many days.")
 @click.option("--mode", required=True, help="Lossy precision mode: q8, bitround:7, step:0.04...")
