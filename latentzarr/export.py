@@ -90,7 +90,7 @@ def decode_ids(
         dec = models[store.record(group[0])["model"]]
         for start in range(0, len(group), read_batch):
             batch = group[start : start + read_batch]
-            yield from zip(batch, dec.decode(store.get(batch)), strict=True)
+            yield from zip(batch, dec.decode(np.stack(store.get_many(batch))), strict=True)
 
 
 def export_images(

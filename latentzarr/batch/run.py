@@ -314,7 +314,7 @@ def decode_ids_task(store_url: str, storage_options: dict[str, Any] | None, ids:
 def _read_decode(store_url: str, storage_options: dict[str, Any] | None, ids: tuple[str, ...], model: str,
                  batch_size: int) -> tuple[np.ndarray, float]:
     store = _worker_store(store_url, storage_options)
-    latents = store.get(list(ids))
+    latents = np.stack(store.get_many(list(ids)))  # one array when planned; a rewrite since may have split them
     decoder = _worker_model(store_url, model, ids[0])
     t0 = time.perf_counter()
     return decode_checked(decoder, latents, batch_size), time.perf_counter() - t0

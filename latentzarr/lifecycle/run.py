@@ -120,7 +120,7 @@ def check_batch(store: LatentStore, candidates: Sequence[Candidate], mode: Preci
     if not live:
         return entries
     ids = [c.id for c in live]
-    lossless = store.get(ids)
+    lossless = np.stack(store.get_many(ids))
     encoded = encode_latents(lossless, mode)
     lossy = decode_latents(encoded, dtype=lossless.dtype)  # bit-exactly what the store will hold
     reference, test = decoder.decode(lossless), decoder.decode(lossy)

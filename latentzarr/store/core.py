@@ -650,11 +650,14 @@ class LatentStore:
         ids = list(ids)
         if not ids:
             return []
+        return self._read(f"a read of {len(ids)} latent(s) ({ids[0]!r}...)", self._get_many, ids)
+
+    def _get_many(self, ids: list[str]) -> list[np.ndarray]:
         codes, _ = self._index.locate(self._positions(ids))
         out: list[np.ndarray] = [np.empty(0)] * len(ids)
         for code in np.unique(codes):
             where = np.flatnonzero(codes == code)
-            for i, latent in zip(where, self.get([ids[i] for i in where]), strict=True):
+            for i, latent in zip(where, self._get([ids[i] for i in where]), strict=True):
                 out[i] = latent
         return out
 

@@ -43,8 +43,9 @@ _ARRAYS_PREFIX = "arrays/"
 class LatentBackendArray(BackendArray):
     """Lazily indexed latents of a list of ids, possibly spread over several store arrays of one latent shape.
 
-    Indexing reads only the selected images: one :meth:`LatentStore.get` per store array touched (bit-exact,
-    corruption-checked), cast to :attr:`dtype` (exact: float16 and bfloat16 values are float32 values).
+    Indexing reads only the selected images, by id (:meth:`LatentStore.get_many`: one read per store array touched,
+    bit-exact, corruption-checked, following ids a rewrite moved since the open), cast to :attr:`dtype` (exact:
+    float16 and bfloat16 values are float32 values).
 
     Parameters
     ----------
@@ -52,21 +53,18 @@ class LatentBackendArray(BackendArray):
         The open store (pickles as "reopen this URL", so the array can travel to Dask workers).
     ids
         Image ids, in Dataset order.
-    codes
-        Per image, the position of its array in ``arrays``.
     arrays
-        Store array names.
+        Store array names (as of the open).
     shape
         (images, C, h, w).
     dtype
         Dtype of the values returned.
     """
 
-    def __init__(self, store: LatentStore, ids: np.ndarray, codes: np.ndarray, arrays: Sequence[str],
-                 shape: tuple[int, int, int, int], dtype: np.dtype) -> None:
+    def __init__(self, store: LatentStore, ids: np.ndarray, arrays: Sequence[str], shape: tuple[int, int, int, int],
+                 dtype: np.dtype) -> None:
         self.store = store
         self.ids = ids
-        self.codes = codes
         self.arrays = tuple(arrays)
         self.shape = shape
         self.dtype = np.dtype(dtype)
@@ -80,10 +78,9 @@ class LatentBackendArray(BackendArray):
         squeeze = [axis for axis, k in enumerate(key) if isinstance(k, int | np.integer)]
         images = np.atleast_1d(images)
         out = np.empty((len(images), *self.shape[1:]), dtype=self.dtype)
-        codes = self.codes[images]
-        for code in np.unique(codes):
-            where = np.flatnonzero(codes == code)
-            out[where] = self.store.get(self.ids[images[where]].tolist()).astype(self.dtype)
+        if len(images):  # by id, not by captured rows: ids a rewrite moved since the open are read where they are now
+            for i, latent in enumerate(self.store.get_many(self.ids[images].tolist())):
+                out[i] = latent.astype(self.dtype)
         for axis, k in enumerate(key[1:], start=1):
             if isinstance(k, slice) and k == slice(None):
                 continue
@@ -172,7 +169,7 @@ def latent_dataset(store: LatentStore, array: str | Sequence[str] | None = None,
         (model, model_attrs), = models.items()
         attrs.update(model=model, model_attrs=json.dumps(model_attrs, sort_keys=True))
 
-    data = indexing.LazilyIndexedArray(LatentBackendArray(store, ids, codes, names, shape, dtype))
+    data = indexing.LazilyIndexedArray(LatentBackendArray(store, ids, names, shape, dtype))
     latent = xr.Variable(("image", "channel", "y", "x"), data,
                          attrs={"long_name": "diffusion latent (scaled, as stored)", **attrs})
     shard_images = {a["name"]: a["shard_images"] for a in chosen}
