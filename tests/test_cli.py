@@ -1,4 +1,4 @@
-"""The ``latentzarr`` command: demo, ingest-images, ls, info, export, and one-line errors for bad input."""
+"""The ``latentzarr`` command: demo, ingest-images, ls, info, verify, export, and one-line errors for bad input."""
 
 from __future__ import annotations
 
@@ -124,3 +124,20 @@ def test_every_subcommand_has_help():
     for name in COMMANDS:
         result = runner.invoke(cli, [name, "--help"])
         assert result.exit_code == 0 and "Usage:" in result.output, name
+
+
+def test_verify_reports_damage_and_exits_1(tmp_path, taef2_latents_64):
+    path = tmp_path / "s.zarr"
+    LatentStore.create(path, shard_images=4).put(["a", "b", "c"], taef2_latents_64[:3], model="taef2")
+    proc = run("verify", str(path))
+    assert proc.returncode == 0 and "checked 3, ok 3, damaged 0" in proc.stdout, proc.stderr
+    shard = next((path / "arrays").rglob("c/0/0/0/0"))
+    data = bytearray(shard.read_bytes())
+    data[40] ^= 0xFF  # inside the first chunk ("a"): its CRC-32 no longer matches
+    shard.write_bytes(bytes(data))
+    proc = run("verify", str(path), "--json")
+    assert proc.returncode == 1, proc.stderr
+    report = json.loads(proc.stdout)
+    assert (report["ok"], list(report["unreadable"]), report["mismatched"]) == (2, ["a"], [])
+    proc = run("verify", str(path))
+    assert proc.returncode == 1 and "unreadable  a:" in proc.stdout and "Traceback" not in proc.stderr

@@ -28,6 +28,7 @@ COMMANDS: dict[str, str] = {
     "simulate": "latentzarr.cli.simulate:simulate",
     "trace": "latentzarr.cli.trace:trace",
     "vacuum": "latentzarr.cli.vacuum:vacuum_cmd",
+    "verify": "latentzarr.cli.store_cmds:verify_cmd",
 }
 
 

@@ -1,4 +1,4 @@
-"""Store commands: ``ingest-images``, ``ls``, ``info``, ``export``."""
+"""Store commands: ``ingest-images``, ``ls``, ``info``, ``verify``, ``export``."""
 
 from __future__ import annotations
 
@@ -71,6 +71,30 @@ def info_cmd(store: str, as_json: bool) -> None:
         click.echo(json.dumps(info, indent=2, default=str))
         return
     click.echo(format_info(info))
+
+
+@click.command("verify")
+@click.argument("store")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@one_line_errors
+def verify_cmd(store: str, as_json: bool) -> None:
+    """Re-read every latent of STORE and compare its SHA-256 with the index; exit 1 when any is damaged.
+
+    Read-only. Prints how many were checked and ok, then each mismatched or unreadable id (a damaged or missing
+    chunk), one per line. A store that does not answer is an error, never reported as damage.
+    """
+    report = open_store(store).verify()
+    bad = len(report["mismatched"]) + len(report["unreadable"])
+    if as_json:
+        click.echo(json.dumps(report, indent=2))
+    else:
+        click.echo(f"checked {report['checked']}, ok {report['ok']}, damaged {bad}")
+        for image_id in report["mismatched"]:
+            click.echo(f"mismatched  {image_id}: its bits differ from the digest recorded at ingest")
+        for image_id, why in report["unreadable"].items():
+            click.echo(f"unreadable  {image_id}: {why}")
+    if bad:
+        raise SystemExit(1)
 
 
 def format_info(info: dict) -> str:

@@ -115,8 +115,7 @@ def format_report(store: str, r: dict[str, Any]) -> str:
     if r["unreadable"]:
         row("UNREADABLE", f"{len(r['unreadable'])} shards with a damaged index, left alone: "
                           f"{', '.join(r['unreadable'][:5])}{' ...' if len(r['unreadable']) > 5 else ''}")
-        lines.append(f"  check the store: python -c \"import latentzarr as lz; "
-                     f"print(lz.LatentStore.open({store!r}).verify())\"")
+        lines.append(f"  check the store: latentzarr verify {store}")
     else:
         row("unreadable", "0")
     return "\n".join(lines)

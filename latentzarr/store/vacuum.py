@@ -292,5 +292,6 @@ def vacuum(store: LatentStore, *, grace: float = DEFAULT_GRACE_S, compact_at: fl
     _sweep(store, garbage, float(grace), now, dry_run, report,
            frozenset(u.key for u in compact) if dry_run else frozenset())
     report.stored_bytes_after = _stored_bytes(store)
-    say(f"deleted {report.deleted_shards} shards ({report.reclaimed_bytes} bytes); {report.waiting_shards} waiting")
+    say(f"{'would delete' if dry_run else 'deleted'} {report.deleted_shards} shards ({report.reclaimed_bytes} bytes); "
+        f"{report.waiting_shards} waiting")
     return report
