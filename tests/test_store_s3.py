@@ -131,3 +131,26 @@ def test_s3_lease_held_times_out_and_stale_lease_is_broken(s3_url: tuple) -> Non
     with LeaseLock(backend, timeout=5, stale_after=0.0):  # an abandoned lease is broken
         assert b"someone else" not in backend.read(LOCK_NAME)
     assert not backend.exists(LOCK_NAME)
+
+
+def test_s3_vacuum_deletes_garbage_objects_and_keeps_every_latent(s3_url: tuple) -> None:
+    url, options = s3_url
+    store = LatentStore.create(url, storage_options=options, shard_images=4)
+    x = _latents(8, np.dtype(np.float16))
+    ids = [f"a{i}" for i in range(8)]
+    store.put(ids[:4], x[:4], model="m")
+    store.put(ids[4:], x[4:], model="m")
+    reader = LatentStore.open(url, storage_options=options)  # loaded before the move
+    store.rewrite(ids[1:], x[1:], precision="q8")  # shard 0 keeps a0 only, shard 1 nothing
+    before = {i: store.get_encoded(i).data for i in ids}
+    backend = Backend(url, options)
+    old = [f"arrays/m-4x8x8-float16/c/{k}/0/0/0" for k in (0, 1)]
+    assert all(backend.exists(k) for k in old)
+    report = store.vacuum(grace=3600)  # compacts now, deletes nothing yet
+    assert (report.compacted_shards, report.relocated_ids, report.deleted_shards, report.waiting_shards) == (1, 1, 0, 2)
+    assert all(backend.exists(k) for k in old)
+    assert store.vacuum(grace=0).deleted_shards == 2
+    assert not any(backend.exists(k) for k in old) and not backend.exists(LOCK_NAME)
+    assert {i: store.get_encoded(i).data for i in ids} == before
+    assert _same_bits(reader.get(ids[4:]), store.get(ids[4:]))  # the stale reader follows the moves
+    assert LatentStore.open(url, storage_options=options).verify()["ok"] == 8
