@@ -50,8 +50,9 @@ class LifecycleReport:
     """Totals of one :func:`apply_lifecycle` run (sizes in bytes, PSNR in dB).
 
     ``bytes_now`` / ``bytes_after`` cover the ids that passed the check (rewritten, or would be in a dry run):
-    their lossless chunks vs their chunks in the mode. The old chunks stay in their shards until those are
-    rewritten, so the store's own ``stored_bytes`` does not drop yet.
+    their lossless chunks vs their chunks in the mode. The old chunks stay in their shards until
+    :meth:`LatentStore.vacuum` (``latentzarr vacuum``) reclaims them, so the store's own ``stored_bytes`` only drops
+    then.
     """
 
     mode: str
