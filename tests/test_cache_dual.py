@@ -78,6 +78,24 @@ def test_live_promotion_with_rendition_keys():
     assert s["requests"] == s["image_hits"] + s["latent_hits"] + s["misses"] == 3
 
 
+def test_discard_drops_images_and_latents_of_a_changed_object():
+    cache = DualFormatCache(10_000, adaptive=False, promote_after=1)
+    a, b = ("img-1", "png"), ("img-2", "png")
+    for obj, key in (("img-1", a), ("img-2", b)):
+        cache.put_latent(obj, b"L" * 100, 100)
+        cache.get_latent(obj)
+        assert cache.offer_image(key, b"I" * 900, 900, latent_id=obj)  # promoted: the image carries the latent
+    cache.put_latent("img-3", b"L" * 100, 100)
+    used = cache.stats()
+    assert sorted(cache.image_keys()) == [a, b]
+    assert cache.discard([a, "img-3", "nothing"]) == 2
+    assert cache.image_keys() == [b] and cache.where(a) is None and cache.where("img-3") is None
+    assert cache.get_image(a) is None and cache.get_latent("img-3") is None
+    cache.set_alpha(0.0)  # evicting b's image would demote its carried latent; a's carried latent is gone for good
+    assert cache.where("img-2") == "latent" and cache.where("img-1") is None
+    assert cache.stats()["requests"] == used["requests"] + 1  # discard counts no request
+
+
 def test_image_only_admits_images_and_latent_only_never_promotes():
     img = DualFormatCache.image_only(5000)
     assert img.access("a", 1000, 100) == MISS and img.where("a") == "image"

@@ -116,6 +116,32 @@ def test_latent_tier_holds_the_stored_chunk_compressed(lc, store_url):
     assert np.array_equal(latent.view(np.uint16), store[image_id].view(np.uint16))
 
 
+def test_workers_drop_what_they_cached_of_an_id_that_moved(lc, store_url, taef2):
+    from latentzarr.cluster.plugin import PLUGIN_NAME
+    from latentzarr.models.images import encode_image
+    from latentzarr.store import LatentStore
+
+    image_id = "img-050"
+    first = lc.read(image_id)
+    for _ in range(8):  # promoted: the owner holds the picture decoded from the lossless latent
+        lc.read(image_id)
+    assert lc.stats()["workers"][lc.owner(image_id)]["image_hits"] >= 1
+    store = LatentStore.open(store_url, mode="a")
+    store.rewrite([image_id], store.get([image_id]), precision="step:0.5")  # coarse: the picture changes
+    expected = encode_image(taef2.decode(store.get([image_id]))[0], "png")
+    assert expected != first
+
+    def follow(dask_worker):  # what the worker's periodic callback does every STORE_REFRESH_MS
+        plugin = dask_worker.plugins[PLUGIN_NAME]
+        return plugin.follow_moves(), "latentzarr-refresh" in dask_worker.periodic_callbacks
+
+    dropped = lc.client.run(follow)
+    assert dropped[lc.owner(image_id)][0] >= 1 and all(on for _, on in dropped.values())
+    got = lc.read(image_id)
+    assert np.array_equal(np.asarray(Image.open(io.BytesIO(got))), np.asarray(Image.open(io.BytesIO(expected))))
+    assert lc.stats()["total"]["invalidated"] >= 1
+
+
 def test_saturated_owner_spills_and_results_land_in_owner_cache(store_url):
     lc = start_cluster(store_url, n_workers=2, threads_per_worker=1, cache_bytes=32 * 2**20, torch_threads=1)
     try:

@@ -273,3 +273,15 @@ class PutRewriteVacuum(RuleBasedStateMachine):
 PutRewriteVacuum.TestCase.settings = settings(max_examples=15, stateful_step_count=12, deadline=None,
                                               suppress_health_check=[HealthCheck.too_slow])
 test_put_rewrite_vacuum = PutRewriteVacuum.TestCase
+
+
+def test_moved_since_lists_ids_that_rewrites_and_compaction_moved(store: LatentStore, path: Path, taef2_latents_64):
+    reader = LatentStore.open(path)
+    v0 = reader.version
+    store.rewrite(["p5", "p1", "p2"], taef2_latents_64[[5, 1, 2]], precision="q8")
+    v1 = store.version
+    store.vacuum(grace=0, compact_at=0.4)  # shard 0 is half garbage: p0 and p3 are copied out
+    reader.refresh()
+    assert reader.moved_since(v0) == ["p5", "p1", "p2", "p0", "p3"]  # copies go in row order
+    assert reader.moved_since(v1) == ["p0", "p3"]
+    assert reader.moved_since(reader.version) == []

@@ -35,7 +35,7 @@ that gives identical results, checked by the tests).
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Hashable
+from collections.abc import Hashable, Iterable
 from typing import Any
 
 from latentzarr.cache.base import (
@@ -255,6 +255,27 @@ class DualFormatCache(Cache):
             self._lvals.clear()
             self._lhits.clear()
             self._carried.clear()
+
+    def image_keys(self) -> list[Hashable]:
+        """Keys of the images held with their values (the live path)."""
+        with self._lock:
+            return list(self._ivals)
+
+    def discard(self, keys: Iterable[Hashable]) -> int:
+        """Drop ``keys`` (image keys or latent ids) from whichever tier holds them, e.g. because the stored object
+        changed; an image's carried latent goes with it. Counters stay. Returns how many entries were dropped."""
+        dropped = 0
+        with self._lock:
+            for key in keys:
+                if key in self._img:
+                    self._img.pop(key)
+                    self._ivals.pop(key, None)
+                    self._carried.pop(key, None)
+                    dropped += 1
+                if key in self._lat:
+                    self._drop_latent(key)
+                    dropped += 1
+        return dropped
 
     # ---------------------------------------------------------------- live path
     def get_image(self, key: Hashable) -> Any | None:

@@ -54,6 +54,9 @@ DEFAULT_CACHE_BYTES = 256 * 2**20
 OWNER_TIMEOUT_S = 2.0
 """Longest wait (s) for the owner worker's cache during a read that runs elsewhere."""
 MEMORY_CHECK_MS = 200
+STORE_REFRESH_MS = 5000
+"""How often (ms) a worker loads new index commits and drops what it cached of ids that moved since (a lifecycle
+rewrite or a vacuum's compaction): a picture decoded from an id's old latent is served at most this long after."""
 """Period (ms) of the worker memory check that sheds the cache under memory pressure."""
 
 
@@ -147,26 +150,31 @@ class LatentWorkerPlugin(WorkerPlugin):
         self._batchers: dict[str, DecodeBatcher] = {}
         self._mutex = threading.Lock()
         self.counters = dict.fromkeys(
-            ("reads", "decodes", "store_fetches", "spilled", "writebacks", "owner_unreachable", "sheds"), 0)
+            ("reads", "decodes", "store_fetches", "spilled", "writebacks", "owner_unreachable", "sheds",
+             "invalidated"), 0)
         worker.handlers.update({
             "latentzarr_image": self._h_image,
             "latentzarr_latent": self._h_latent,
             "latentzarr_admit": self._h_admit,
             "latentzarr_stats": self._h_stats,
         })
-        if self.shed_at is not False:
-            from tornado.ioloop import PeriodicCallback
+        from tornado.ioloop import PeriodicCallback
 
-            pc = PeriodicCallback(self.check_memory, MEMORY_CHECK_MS)
-            worker.periodic_callbacks["latentzarr-memory"] = pc  # the worker stops it when it closes
+        callbacks = {"latentzarr-refresh": (self._follow_moves, STORE_REFRESH_MS)}
+        if self.shed_at is not False:
+            callbacks["latentzarr-memory"] = (self.check_memory, MEMORY_CHECK_MS)
+        for name, (callback, ms) in callbacks.items():
+            pc = PeriodicCallback(callback, ms)
+            worker.periodic_callbacks[name] = pc  # the worker stops it when it closes
             pc.start()
 
     def teardown(self, worker: Worker) -> None:
         for name in ("latentzarr_image", "latentzarr_latent", "latentzarr_admit", "latentzarr_stats"):
             worker.handlers.pop(name, None)
-        pc = worker.periodic_callbacks.pop("latentzarr-memory", None)
-        if pc is not None:
-            pc.stop()
+        for name in ("latentzarr-memory", "latentzarr-refresh"):
+            pc = worker.periodic_callbacks.pop(name, None)
+            if pc is not None:
+                pc.stop()
         for batcher in getattr(self, "_batchers", {}).values():
             batcher.close()
 
@@ -218,6 +226,31 @@ class LatentWorkerPlugin(WorkerPlugin):
         self._count("sheds")
         return True
 
+    async def _follow_moves(self) -> None:
+        """Every :data:`STORE_REFRESH_MS` ms: refresh the store (in a thread) and drop what is cached of moved ids."""
+        if self._store is not None:
+            await asyncio.to_thread(self.follow_moves)
+
+    def follow_moves(self) -> int:
+        """Load new index commits; drop the cached latents and pictures of ids that moved since the last load
+        (counted in ``invalidated``). Returns how many cache entries were dropped; a store that does not answer
+        drops nothing (the next call catches up)."""
+        store = self._store
+        if store is None:
+            return 0
+        before = store.version
+        try:
+            store.refresh()
+        except StoreUnavailableError:
+            return 0
+        moved = set(store.moved_since(before))
+        if not moved:
+            return 0
+        keys = [k for k in self.cache.image_keys() if isinstance(k, str) and k.split("\x00", 1)[0] in moved]
+        dropped = self.cache.discard([*keys, *moved])
+        self._count("invalidated", dropped)
+        return dropped
+
     # ------------------------------------------------------------------------------------------ work
     def model_for(self, image_id: str) -> LatentAutoencoder:
         """The decoder of ``image_id`` (the plugin's model, else the one recorded in its array), loaded once."""
@@ -267,6 +300,7 @@ class LatentWorkerPlugin(WorkerPlugin):
         if remote:
             self._count("spilled")
         key = cache_key(image_id, rendition)
+        version = self._store.version if self._store is not None else -1
         cached = None if remote else self.cache.peek_image(key)  # finished by a read that ran before this one
         if cached is not None:
             return cached
@@ -282,6 +316,8 @@ class LatentWorkerPlugin(WorkerPlugin):
         decode_ms = (time.perf_counter() - t0) * 1000
         self._count("decodes")
         data = encode_image(pixels, rendition.format, rendition.size, rendition.quality)
+        if self._store is not None and image_id in self._store.moved_since(version):
+            return data  # the id moved while this read ran: what it decoded may be the old latent, so cache nothing
         if remote:
             self._owner_call(owner, "latentzarr_admit", image_id=image_id, key=key, image=to_serialize(data),
                              latent=to_serialize(latent) if fetch_ms is not None else None,

@@ -237,6 +237,13 @@ class LatentStore:
         """Sequence number of the latest index commit loaded (-1: none); it grows with every put and every move."""
         return self._index.last_seq
 
+    def moved_since(self, version: int) -> list[str]:
+        """Ids re-pointed to new rows (by :meth:`rewrite` or a vacuum's compaction) by commits after ``version``
+        (a :attr:`version` seen earlier), as far as this object has loaded: what a cache of decoded pictures or
+        stored chunks keyed by id must drop after a :meth:`refresh`."""
+        with self._mutex:
+            return self._index.moved_since(version)
+
     def refresh(self) -> int:
         """Load index commits written since the last refresh (by any writer); return how many ids were added."""
         def load() -> int:

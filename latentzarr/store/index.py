@@ -114,6 +114,7 @@ class IdIndex:
         self._tables: list[pa.Table] = []
         self._offsets: list[int] = []
         self._moved: dict[int, dict[str, Any]] = {}  # position -> columns a move commit replaced
+        self._move_log: list[tuple[int, list[str]]] = []  # (seq, ids re-pointed) of each move commit loaded
 
     # ----------------------------------------------------------------------------------------- loading
     def refresh(self) -> int:
@@ -137,7 +138,7 @@ class IdIndex:
                 table = self._read(f"{seq:010d}.parquet")
             except FileNotFoundError:
                 break
-            self._add(table)
+            self._add(table, seq)
             self.last_seq = seq
             self.commits_since_checkpoint += 1
         return len(self._ids) - before
@@ -156,11 +157,11 @@ class IdIndex:
         table = table.select(INDEX_SCHEMA.names).cast(INDEX_SCHEMA)
         return table if kind is None else table.replace_schema_metadata({_KIND_KEY: kind})
 
-    def _add(self, table: pa.Table) -> None:
+    def _add(self, table: pa.Table, seq: int = -1) -> None:
         if table.num_rows == 0:
             return
         if (table.schema.metadata or {}).get(_KIND_KEY) == MOVE.encode():
-            self._move(table)
+            self._move(table, seq)
             return
         ids = table.column("id").to_pylist()
         if not self._pos.keys().isdisjoint(ids):  # only after a broken lease: the first commit of an id wins
@@ -184,18 +185,30 @@ class IdIndex:
         self._tables.append(extra.set_column(1, "decoder_setup", setup))
         self._offsets.append(start)
 
-    def _move(self, table: pa.Table) -> None:
-        """Apply a move commit: re-point ids already loaded (ids not loaded are ignored)."""
+    def _move(self, table: pa.Table, seq: int) -> None:
+        """Apply move commit ``seq``: re-point ids already loaded (ids not loaded are ignored)."""
         rows = table.to_pylist()
+        moved = []
         for rec in rows:
             pos = self._pos.get(rec["id"])
             if pos is None:
                 continue
+            moved.append(rec["id"])
             self._codes.values[pos] = self._array_code(rec["array"])
             self._rows.values[pos] = rec["row"]
             self._digests.values[pos] = np.frombuffer(rec["latent_sha256"], dtype="V32")[0]
             self._moved[pos] = {"pixel_sha256": rec["pixel_sha256"], "decoder_setup": rec["decoder_setup"],
                                 "rewritten": rec["created"]}
+        self._move_log.append((seq, moved))
+
+    def moved_since(self, seq: int) -> list[str]:
+        """Ids that move commits after commit ``seq`` re-pointed, as loaded (oldest first, repeats removed)."""
+        newer = []
+        for s, ids in reversed(self._move_log):  # seqs grow along the log: stop at the first old one
+            if s <= seq:
+                break
+            newer.append(ids)
+        return list(dict.fromkeys(i for ids in reversed(newer) for i in ids))
 
     def _array_code(self, name: str) -> int:
         code = self._array_codes.get(name)
@@ -221,7 +234,7 @@ class IdIndex:
             table = table.replace_schema_metadata({_KIND_KEY: MOVE.encode()})
         seq = self.next_seq()
         self.backend.write(f"{INDEX_DIR}/{seq:010d}.parquet", _to_bytes(table), exclusive=True)
-        self._add(table)
+        self._add(table, seq)
         self.last_seq = seq
         self.commits_since_checkpoint += 1
         return seq
