@@ -90,12 +90,12 @@ def test_grace_zero_reclaims_and_every_id_reads_back_bit_exact(garbage_store):
 def test_default_grace_only_marks(garbage_store):
     path, before = garbage_store
     shards = {k for k in snapshot(path) if "/c/" in k}
-    result = invoke("vacuum", str(path))
+    result = invoke("vacuum", str(path), "--compact-at", "1")  # no compaction: only the one all-garbage shard
     assert result.exit_code == 0, result.output
     assert "deleted        0 shards" in result.output
     assert "waiting        1 shards" in result.output and "grace period (1h)" in result.output
     assert {k for k in snapshot(path) if "/c/" in k} == shards
-    report = json.loads(invoke("vacuum", str(path), "--grace", "1h", "--json").stdout)
+    report = json.loads(invoke("vacuum", str(path), "--grace", "1h", "--compact-at", "1", "--json").stdout)
     assert report["grace_s"] == 3600.0 and report["deleted_shards"] == 0 and report["reclaimed_bytes"] == 0
     assert report["waiting_shards"] == 1 and report["waiting_bytes"] > 0
     assert stored_bytes(LatentStore.open(path)) == before

@@ -11,6 +11,7 @@ import click
 
 from latentzarr.cli._common import human_bytes, one_line_errors, open_store
 from latentzarr.errors import LatentZarrError
+from latentzarr.store.vacuum import DEFAULT_COMPACT_AT, DEFAULT_GRACE_S
 
 _UNITS_S = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
 _DURATION = re.compile(r"^\s*([+-]?(?:\d+(?:\.\d*)?|\.\d+))\s*([smhdw]?)\s*$", re.IGNORECASE)
@@ -43,21 +44,15 @@ def format_duration(seconds: float) -> str:
     return f"{seconds:g}s"
 
 
-def _defaults() -> tuple[float, float]:
-    from latentzarr.store.vacuum import DEFAULT_COMPACT_AT, DEFAULT_GRACE_S
-
-    return DEFAULT_GRACE_S, DEFAULT_COMPACT_AT
-
-
 @click.command("vacuum", epilog="Run it after `latentzarr lifecycle` (e.g. nightly). Reads never fail because of it. "
                                 "Dry run first: `latentzarr vacuum STORE --dry-run`.")
 @click.argument("store")
 @click.option("--grace", type=Duration(), default=None,
               help="How long a shard must have been garbage (seen by an earlier vacuum) and unwritten before it is "
-                   "deleted: seconds or 30m, 1h, 7d.  [default: 1h]")
+                   f"deleted: seconds or 30m, 1h, 7d.  [default: {format_duration(DEFAULT_GRACE_S)}]")
 @click.option("--compact-at", type=click.FloatRange(0, 1, min_open=True), default=None,
               help="Copy the live rows out of shards with at least this share (0 < x <= 1) of garbage bytes, so "
-                   "that the shard can go too.  [default: 0.5]")
+                   f"that the shard can go too.  [default: {DEFAULT_COMPACT_AT:g}]")
 @click.option("--dry-run", is_flag=True, help="Change nothing; print what would be compacted and deleted now.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON (progress still goes to stderr).")
 @one_line_errors
@@ -70,9 +65,8 @@ def vacuum_cmd(store: str, grace: float | None, compact_at: float | None, dry_ru
     stored, checked, ids moved). No latent changes a bit. STORE takes the same URLs as the other commands;
     object-store credentials and endpoint come from the environment (AWS_ACCESS_KEY_ID, AWS_ENDPOINT_URL, ...).
     """
-    default_grace, default_compact_at = _defaults()
-    grace = default_grace if grace is None else grace
-    compact_at = default_compact_at if compact_at is None else compact_at
+    grace = DEFAULT_GRACE_S if grace is None else grace
+    compact_at = DEFAULT_COMPACT_AT if compact_at is None else compact_at
     open_store(store)  # fails on a path without a store (mode "a" would create one)
     try:
         st = open_store(store, mode="a")

@@ -45,8 +45,11 @@ DEFAULT_GRACE_S = 3600.0
 """Seconds a shard must have been garbage (and unwritten) before it is deleted: longer than any write takes and
 than a captured-row view (:meth:`LatentStore.to_xarray`) is expected to live."""
 
-DEFAULT_COMPACT_AT = 0.5
-"""Compact a shard holding committed rows once at least this share of its chunk bytes is garbage."""
+DEFAULT_COMPACT_AT = 0.25
+"""Compact a shard holding committed rows once at least this share of its chunk bytes is garbage: after a vacuum no
+shard holds more than 1 / (1 - 0.25) = 1.33x its live bytes, and a compaction copies at most 3 bytes per byte it
+frees (copies need no decode). Measured (``workflows/reclaim.py``, 256 objects at 256 px): 0.5 left 2 of the 4
+partly demoted shards alone, the store at 0.924x lossless instead of 0.690x."""
 
 MARKS_KEY = "vacuum.json"
 """``{"version": 1, "marks": {shard key: unix time a vacuum first saw it garbage}}``, written under the lock."""
