@@ -285,3 +285,27 @@ def test_moved_since_lists_ids_that_rewrites_and_compaction_moved(store: LatentS
     assert reader.moved_since(v0) == ["p5", "p1", "p2", "p0", "p3"]  # copies go in row order
     assert reader.moved_since(v1) == ["p0", "p3"]
     assert reader.moved_since(reader.version) == []
+
+
+def test_small_puts_are_packed_into_full_shards(tmp_path: Path, taef2_latents_64):
+    path = tmp_path / "s.zarr"
+    store = LatentStore.create(path, shard_images=8)
+    ids = [f"s{i}" for i in range(12)]
+    for i, image_id in enumerate(ids):  # one image per put, as a service storing each picture as it is made
+        store.put([image_id], taef2_latents_64[i % 8][None], model="taef2")
+    assert len(shard_files(path, LOSSLESS)) == 12
+    before = stored(store)
+    report = store.vacuum(grace=0)
+    assert (report.compacted_shards, report.relocated_ids, report.deleted_shards) == (12, 12, 12)
+    assert shard_files(path, LOSSLESS) == ["12/0/0/0", "13/0/0/0"]  # 8 + 4 rows
+    assert stored(store) == before and store.verify()["ok"] == 12
+    again = store.vacuum(grace=0)  # one half-full shard left: packing it alone would gain nothing
+    assert (again.compacted_shards, again.deleted_shards) == (0, 0)
+    # lifecycle-style rewrites of 2 ids each reserve a shard apiece: packed too
+    for k in range(0, 8, 2):
+        store.rewrite(ids[k:k + 2], store.get(ids[k:k + 2]), precision="q8")
+    assert len(shard_files(path, "taef2-32x8x8-float16-q8")) == 4
+    store.vacuum(grace=0)
+    assert shard_files(path, "taef2-32x8x8-float16-q8") == ["4/0/0/0"]
+    assert shard_files(path, LOSSLESS) == ["13/0/0/0"]  # shard 12 all moved to q8: deleted
+    assert store.verify()["ok"] == 12

@@ -13,16 +13,18 @@ lives now. The grace period protects views that captured rows (:meth:`LatentStor
 a write whose shards were taken anyway fails at its commit with :class:`~latentzarr.errors.WriteConflictError`,
 committing nothing.
 
-*Compaction.* A shard that still holds committed rows but whose chunk bytes are mostly garbage (at least
-``compact_at`` of them) has its live chunks copied as they are (no decode, no re-encode, so any precision mode
-stays bit-exact) into fresh shards of the same array; the copies are read back through Zarr and checked against
-the index digests, then ONE move commit per batch re-points the ids (an id that moved meanwhile keeps its row).
-The old shard is then garbage like any other.
+*Compaction.* A shard that still holds committed rows but whose chunk bytes are partly garbage (at least
+``compact_at`` of them), and shards at most half full (small puts, lifecycle batches) when packing them together
+needs fewer shards, have their live chunks copied as they are (no decode, no re-encode, so any precision mode stays
+bit-exact) into fresh shards of the same array; the copies are read back through Zarr and checked against the index
+digests, then ONE move commit per batch re-points the ids (an id that moved meanwhile keeps its row). The old
+shards are then garbage like any other.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -57,8 +59,8 @@ MARKS_KEY = "vacuum.json"
 _LOCKED_BATCH = 256
 """Shards checked and deleted per hold of the writer lock (a lease on object stores must stay short)."""
 
-_COPY_BATCH = 16
-"""Source shards whose live rows one compaction step copies (one reservation, one check, one move commit)."""
+_COPY_SHARDS = 16
+"""Shards' worth of live rows one compaction step copies (one reservation, one check, one move commit)."""
 
 
 @dataclass(frozen=True)
@@ -151,6 +153,35 @@ def scan_shards(store: LatentStore, *, threads: int = 8) -> tuple[list[ShardUsag
 
 
 # --------------------------------------------------------------------------------------------- compaction
+def _to_compact(usage: list[ShardUsage], compact_at: float, shard_images: dict[str, int]) -> list[ShardUsage]:
+    """The shards whose live rows are copied out: those at least ``compact_at`` garbage, and those at most half
+    full (small puts, lifecycle batches) when packing them together needs fewer shards than they are now."""
+    picked = [u for u in usage if u.live_rows and u.garbage_bytes and u.garbage_share >= compact_at]
+    keys = {u.key for u in picked}
+    sparse: dict[str, list[ShardUsage]] = {}
+    for u in usage:
+        if u.live_rows and u.key not in keys and 2 * (u.live_rows + u.garbage_rows) <= shard_images[u.array]:
+            sparse.setdefault(u.array, []).append(u)
+    for name, group in sparse.items():
+        if math.ceil(sum(u.live_rows for u in group) / shard_images[name]) < len(group):
+            picked += group
+    return sorted(picked, key=lambda u: (u.array, u.shard))
+
+
+def _copy_batches(shards: list[ShardUsage], metas: dict[str, ArrayMeta]) -> Iterable[list[ShardUsage]]:
+    """``shards`` (sorted by array) in runs of one array with at most ``_COPY_SHARDS`` shards' worth of live rows:
+    each run is one reservation, one check and one move commit."""
+    run: list[ShardUsage] = []
+    for u in shards:
+        limit = _COPY_SHARDS * metas[u.array].shard_images
+        if run and (run[0].array != u.array or sum(r.live_rows for r in run) + u.live_rows > limit):
+            yield run
+            run = []
+        run.append(u)
+    if run:
+        yield run
+
+
 def _relocate(store: LatentStore, meta: ArrayMeta, shards: list[int]) -> tuple[int, int]:
     """Copy the live chunks of ``shards`` of ``meta`` into fresh shards, check them, move the ids; return
     (ids moved, chunk bytes copied)."""
@@ -275,21 +306,18 @@ def vacuum(store: LatentStore, *, grace: float = DEFAULT_GRACE_S, compact_at: fl
     report.shards = len(usage) + len(report.unreadable)
     report.stored_bytes_before = _stored_bytes(store)
     say(f"scanned {report.shards} shards")
-    compact = [u for u in usage if u.live_rows and u.garbage_bytes and u.garbage_share >= compact_at]
+    compact = _to_compact(usage, compact_at, {name: m.shard_images for name, m in store._meta.items()})
     report.compacted_shards = len(compact)
     if dry_run:
         report.relocated_ids = sum(u.live_rows for u in compact)
         report.relocated_bytes = sum(u.live_bytes for u in compact)
     else:
-        by_array: dict[str, list[int]] = {}
-        for u in compact:
-            by_array.setdefault(u.array, []).append(u.shard)
-        for name, shards in sorted(by_array.items()):
-            for part in _batches(shards, _COPY_BATCH):
-                moved, copied = _relocate(store, store._meta[name], part)
-                report.relocated_ids += moved
-                report.relocated_bytes += copied
-                say(f"compacted {len(part)} shards of {name}: {moved} ids moved")
+        for part in _copy_batches(compact, store._meta):
+            meta = store._meta[part[0].array]
+            moved, copied = _relocate(store, meta, [u.shard for u in part])
+            report.relocated_ids += moved
+            report.relocated_bytes += copied
+            say(f"compacted {len(part)} shards of {meta.name}: {moved} ids moved")
     garbage = [(store._meta[u.array], u.shard) for u in usage if not u.live_rows]
     garbage += [(store._meta[u.array], u.shard) for u in compact]
     _sweep(store, garbage, float(grace), now, dry_run, report,
