@@ -846,8 +846,9 @@ class LatentStore:
 
         Shard objects no committed id points into are deleted once a vacuum has seen them garbage for ``grace``
         seconds (so the first vacuum only marks them, unless ``grace=0``); shards still holding ids but at least
-        ``compact_at`` garbage (share of their bytes) are first compacted: their live chunks are copied as they
-        are into fresh shards, checked, and the ids moved by one commit per batch. No committed latent changes a
+        ``compact_at`` garbage (share of their bytes), and shards at most half full when packing them needs fewer
+        shards, are first compacted: their live chunks are copied as they are into fresh shards, checked, and the
+        ids moved by one commit per batch. No committed latent changes a
         bit, and reads by id never fail because of it (a read that finds its rows gone follows the id). Details:
         :mod:`latentzarr.store.vacuum`.
 
