@@ -529,11 +529,218 @@ COST = [
     """),
 ]
 
+# --------------------------------------------------------------------------------------------------------------
+PRECISION = [
+    md("""
+        # Precision tiers: trade measured fidelity for bytes
+
+        A store keeps latents **lossless** by default: every id decodes to exactly the pixels it was made with.
+        Latents nobody reads any more can be kept in a **lossy precision mode** instead (fewer bits per value),
+        at a fidelity cost that is *measured*, not assumed. This notebook, on a small real store:
+
+        1. puts latents losslessly and reads the storage report;
+        2. measures each precision mode against WebP and JPEG at the same bytes per image (`evaluate_fidelity`);
+        3. shows one picture decoded lossless and in a lossy mode, side by side;
+        4. runs the lifecycle policy (*ids not read for 30 days are rewritten in mode M if their PSNR stays >= T
+           dB*), first as a dry run;
+        5. reclaims the old rows on disk with `store.vacuum()` and checks every id.
+
+        Pictures are 256 x 256 px and the decoder runs on the CPU, so every figure here is from eight photos:
+        enough to see the trade-off, not a benchmark (`workflows/fidelity.py` and `workflows/reclaim.py` are).
+    """),
+    setup("05_precision_tiers"),
+    md("""
+        ## A lossless store
+
+        The eight sample photos at 256 x 256 px, encoded with taef2 to float16 latents `(32, 32, 32)` and put in
+        the store lossless (the default precision).
+    """),
+    code("""
+        import numpy as np
+
+        from latentzarr.cli.store_cmds import format_info
+
+        images = lz.sample_images(256)                     # {name: uint8 (256, 256, 3)}
+        model = lz.load_model("taef2", device="cpu")
+        store = lz.LatentStore.create(work / "photos.zarr")
+        # digest=False skips the pixel digest (one decode per image at ingest) to keep this notebook quick
+        report = lz.ingest_arrays(store, images, model, digest=False)
+        ids = list(report.ids)
+
+        info = store.info()
+        print(format_info(info))
+        bytes_lossless = info["stored_bytes"]
+        print(f"lossless: {info['bytes_per_image']:,.0f} bytes per image, {bytes_lossless:,} bytes stored "
+              f"for {info['images']} images")
+    """),
+    md("""
+        ## Fidelity at equal bytes
+
+        `evaluate_fidelity` stores each precision mode, decodes it and compares the pixels with the **lossless
+        decode** (PSNR in dB, SSIM); then it encodes the lossless decode with WebP and JPEG, at a few qualities
+        and at the quality whose size matches each lossy mode's bytes per image (rows `@<mode>`), so latents and
+        image codecs are compared at equal bytes. The modes here:
+
+        - `lossless`: the reference row (PSNR `inf`);
+        - `q8`: 8-bit quantisation per channel;
+        - `wstep:0.08`: uniform steps per channel, weighted by how much each channel moves the decoded pixels.
+          Its steps depend on the decoder, so the mode is *resolved* with the model first (its channel
+          sensitivity, measured here on a 16 x 16 latent-pixel crop of two latents).
+    """),
+    code("""
+        from latentzarr.precision import resolve_mode
+
+        latents = store.get(ids)                            # float16 (8, 32, 32, 32), as stored
+        wstep = resolve_mode("wstep:0.08", model, latents[:2, :, 8:24, 8:24])
+        print(f"{wstep.name}: per-channel steps from {min(wstep.steps):.3f} to {max(wstep.steps):.3f}")
+
+        # batch_size: decodes of 8 latents at a time (every decode of the evaluation uses the same batch size)
+        result = lz.evaluate_fidelity(latents, model, ["lossless", "q8", wstep], ["webp", "jpeg"],
+                                      qualities=(50, 75, 90, 95), names=ids, batch_size=8)
+        columns = ["method", "setting", "bytes_mean", "reduction_vs_png", "psnr_mean", "psnr_min", "ssim_mean"]
+        result.summary[columns].round({"bytes_mean": 0, "reduction_vs_png": 3, "psnr_mean": 2, "psnr_min": 2,
+                                       "ssim_mean": 4})
+    """),
+    md("""
+        `reduction_vs_png` compares with the optimised PNG of the lossless decode. Rate-distortion plot: mean
+        PSNR against bytes per image (log scale); crosses are the byte-matched image-codec points. The latent
+        modes sit well above WebP and JPEG at the same bytes: they lose a little precision of the latent, where
+        an image codec has to throw away pixel detail.
+    """),
+    code("""
+        from IPython.display import Image
+
+        from latentzarr.precision import plot_rate_distortion
+
+        plot_rate_distortion(result, str(work / "rate_distortion.png"),
+                             title="Rate-distortion, 8 photos 256 x 256, taef2 float16 latents")
+        Image(filename=str(work / "rate_distortion.png"), width=640)
+    """),
+    md("""
+        ## One picture, lossless and at wstep:0.08
+
+        The lossless decode, the decode of the same latent stored at `wstep:0.08`, and their difference
+        (absolute, amplified 50 times) to show where the pixels moved.
+    """),
+    code("""
+        from latentzarr.precision import roundtrip
+        from latentzarr.precision.fidelity import psnr
+        from latentzarr.xr import ImageGrid
+
+        name = "astronaut"
+        one = latents[ids.index(name)][None]
+        stored, nbytes = roundtrip(one, wstep, dtype=np.float16)   # float16 values, as the store returns them
+        exact, lossy = model.decode(one, batch_size=1)[0], model.decode(stored, batch_size=1)[0]
+        db = psnr(exact, lossy)
+        print(f"{name}: {wstep.name} PSNR {db:.2f} dB vs the lossless decode, {int(nbytes[0]):,} bytes "
+              f"(lossless {store.encoded_size(name):,})")
+        difference = np.clip(50 * np.abs(exact.astype(np.int16) - lossy.astype(np.int16)), 0, 255).astype(np.uint8)
+        ImageGrid(np.stack([exact, lossy, difference]),
+                  ["lossless", f"{wstep.name}: PSNR {db:.1f} dB", "|difference| x 50"], cols=3, size=3.2)
+    """),
+    md("""
+        ## The lifecycle policy
+
+        `plan_lifecycle` picks the ids of a model that are still lossless and were not read for `days` days;
+        `apply_lifecycle` decodes each one lossless and in the mode, and rewrites only those whose PSNR is at
+        least `min_psnr` dB (the others stay lossless, bit-exact). Last-access times would come from an access
+        log or a trace (`read_access_log`, `last_access_from_trace`); here they are made up: the policy's clock
+        is 100 days after ingest, half the ids were last read 40 days ago, the other half yesterday.
+    """),
+    code("""
+        from datetime import UTC, datetime, timedelta
+
+        now = datetime.now(UTC) + timedelta(days=100)      # the policy's clock
+        old, recent = ids[:4], ids[4:]
+        last_access = {**{i: now - timedelta(days=40) for i in old}, **{i: now - timedelta(days=1) for i in recent}}
+
+        plan = lz.plan_lifecycle(store, last_access, days=30, mode=wstep, min_psnr=45.0, model="taef2", now=now)
+        print("plan:", plan.describe())
+        print("candidates:", [c.id for c in plan.candidates])
+    """),
+    md("""
+        A dry run checks every candidate and says what would be saved, writing nothing:
+    """),
+    code("""
+        dry = lz.apply_lifecycle(store, plan, report_path=None, dry_run=True, decoder=model)
+        print(f"stored bytes unchanged by the dry run: {store.info()['stored_bytes'] == bytes_lossless}")
+    """),
+    md("""
+        The real run rewrites the ids that pass and appends every decision to a JSON-lines journal (a re-run
+        resumes from it). A demoted id now says which precision it is stored in:
+    """),
+    code("""
+        import pandas as pd
+
+        life = lz.apply_lifecycle(store, plan, report_path=work / "lifecycle.jsonl", decoder=model)
+        demoted = old[0]
+        record = store.record(demoted)
+        print(f"demoted id {demoted!r}: precision {record['precision']}, lossy {record['lossy']}")
+        print(f"untouched id {recent[0]!r}: precision {store.record(recent[0])['precision']}")
+        pd.Series(life.to_dict(), name="lifecycle report").to_frame()
+    """),
+    md("""
+        ## Reclaim the space: vacuum
+
+        The rewrite wrote the new, smaller chunks but left the old lossless rows where they were (readers of a
+        captured view may still use them), so the store is now *bigger* on disk than before. `store.vacuum()`
+        reclaims them: a shard no id points into is deleted, and a shard still holding ids but mostly garbage
+        is first compacted (its live chunks copied as stored, checked, the ids moved). A shard is only deleted
+        once a vacuum has seen it garbage for `grace` seconds (one hour by default); `grace=0` reclaims at once,
+        which is safe here since nothing else uses the store.
+    """),
+    code("""
+        bytes_lifecycle = store.info()["stored_bytes"]
+        plan_vacuum = store.vacuum(dry_run=True, grace=0)
+        print(f"dry run: {plan_vacuum.shards} shards; would compact {plan_vacuum.compacted_shards} "
+              f"(moving {plan_vacuum.relocated_ids} ids, {plan_vacuum.relocated_bytes:,} bytes) and delete "
+              f"{plan_vacuum.deleted_shards} ({plan_vacuum.reclaimed_bytes:,} bytes)")
+        print(f"stored bytes unchanged by the dry run: {store.info()['stored_bytes'] == bytes_lifecycle}")
+    """),
+    code("""
+        vacuumed = store.vacuum(grace=0)
+        bytes_vacuum = store.info()["stored_bytes"]
+        print(f"vacuum: {vacuumed.compacted_shards} shards compacted, {vacuumed.deleted_shards} deleted, "
+              f"{vacuumed.stored_bytes_before:,} -> {vacuumed.stored_bytes_after:,} bytes")
+        print(f"stored bytes: lossless {bytes_lossless:,} | after lifecycle {bytes_lifecycle:,} | "
+              f"after vacuum {bytes_vacuum:,} ({bytes_vacuum / bytes_lossless:.1%} of lossless)")
+    """),
+    code("""
+        from matplotlib.figure import Figure
+
+        fig = Figure(figsize=(6.5, 3.2), dpi=100)
+        ax = fig.subplots()
+        labels = ["lossless", "after lifecycle", "after vacuum"]
+        values = [bytes_lossless / 1000, bytes_lifecycle / 1000, bytes_vacuum / 1000]
+        bars = ax.bar(labels, values, color=["C0", "C3", "C2"])
+        ax.bar_label(bars, fmt="%.0f KB")
+        ax.set(ylabel="stored bytes (KB)", title=f"{len(ids)} photos, half demoted to {wstep.name}")
+        ax.margins(y=0.15)
+        fig
+    """),
+    md("""
+        Finally, every id is read back and checked against the digest of what it stores (for a demoted id, the
+        digest of its rounded values: still a bit-exact check):
+    """),
+    code("""
+        checked = store.verify()
+        print(f"verify: {checked['checked']} checked, {checked['ok']} ok, {len(checked['mismatched'])} mismatched, "
+              f"{len(checked['unreadable'])} unreadable")
+        print("lossy images:", store.info()["lossy_images"], "of", len(store))
+    """),
+    md("""
+        The same steps at scale: `latentzarr lifecycle` and `latentzarr vacuum` on the command line (the lifecycle
+        can run its checks as Dask tasks with `client=`), and `workflows/reclaim.py` for the bytes on disk of a
+        larger store with a synthetic access trace.
+    """),
+]
+
 NOTEBOOKS = {
     "01_quickstart.ipynb": QUICKSTART,
     "02_training_set.ipynb": TRAINING_SET,
     "03_workload_and_cache.ipynb": WORKLOAD,
     "04_cost_model.ipynb": COST,
+    "05_precision_tiers.ipynb": PRECISION,
 }
 
 

@@ -214,3 +214,70 @@ def test_cost_model(models_dir, tmp_path, monkeypatch):
     assert len(pictures) == 2
     for px in pictures:
         assert px.shape[0] > 300 and px.std() > 5
+
+
+def test_precision_tiers(models_dir, tmp_path, monkeypatch):
+    from latentzarr import LatentStore
+    from latentzarr.lifecycle import read_journal
+
+    nb, _ = run_notebook("05_precision_tiers.ipynb", tmp_path, monkeypatch)
+    text = text_of(nb)
+    work = workdir(tmp_path, "05_precision_tiers")
+    store = LatentStore.open(work / "photos.zarr")
+    assert len(store) == 8
+
+    m = re.search(r"^lossless: ([\d,]+) bytes per image, ([\d,]+) bytes stored for 8 images$", text, re.M)
+    assert m is not None, text
+    lossless_bytes = int(m.group(2).replace(",", ""))
+
+    # the fidelity table (a DataFrame): the lossy latent modes beat WebP and JPEG at their matched bytes
+    def row(method: str, setting: str) -> tuple[float, float]:
+        found = re.search(rf"^\d+\s+{method}\s+{re.escape(setting)}\s+([\d.]+)\s+[\d.]+\s+([\d.]+|inf)\s", text, re.M)
+        assert found is not None, f"no {method} {setting} row in the fidelity table"
+        return float(found.group(1)), float(found.group(2))
+
+    assert row("latent", "lossless")[1] == float("inf")
+    for mode in ("q8", "wstep:0.08"):
+        nbytes, db = row("latent", mode)
+        assert nbytes < lossless_bytes / 8 and db > 40, (mode, nbytes, db)
+        for codec in ("webp", "jpeg"):
+            assert row(codec, f"@{mode}")[1] < db, (codec, mode)
+    (rd_plot,) = pngs_of_cell(nb, "plot_rate_distortion(result")
+    assert rd_plot.shape[0] > 300 and rd_plot.std() > 5
+
+    # lifecycle: the 4 ids read 40 days ago are rewritten at wstep:0.08 (they pass the 45 dB check), the others stay
+    candidates = ast.literal_eval(re.search(r"^candidates: (\[.*\])$", text, re.M).group(1))
+    assert len(candidates) == 4
+    assert text.count("stored bytes unchanged by the dry run: True") == 2  # lifecycle and vacuum dry runs
+    assert re.search(r"dry run, mode wstep:0\.08: 4 checked, 0 would stay lossless; \d+ bytes now -> \d+ after", text)
+    journal = read_journal(work / "lifecycle.jsonl")
+    assert sorted(i for i, e in journal.items() if e["status"] == "rewritten") == sorted(candidates)
+    m = re.search(r"^demoted id '([\w-]+)': precision (\S+), lossy True$", text, re.M)
+    assert m is not None and m.group(1) in candidates and m.group(2) == "wstep:0.08"
+    record = store.record(m.group(1))
+    assert record["precision"] == "wstep:0.08" and record["lossy"]
+    for image_id in set(store.ids()) - set(candidates):
+        assert store.record(image_id)["precision"] == "lossless"
+    assert "lossy images: 4 of 8" in text
+
+    # the side-by-side picture: its PSNR is the one the lifecycle check measured for that id (same stored values)
+    m = re.search(r"^astronaut: wstep:0\.08 PSNR ([\d.]+) dB vs the lossless decode", text, re.M)
+    assert m is not None and "astronaut" in candidates
+    assert float(m.group(1)) == pytest.approx(journal["astronaut"]["psnr"], abs=0.05)
+    (pair,) = pngs_of_cell(nb, "ImageGrid(np.stack([exact, lossy, difference])")
+    assert pair.shape[1] > 2.5 * pair.shape[0]
+    assert_picture(pair[:, : pair.shape[1] // 3], min_side=200)
+
+    # space: the lifecycle leaves the old rows (bigger), the vacuum reclaims them (smaller than lossless only)
+    m = re.search(r"^stored bytes: lossless ([\d,]+) \| after lifecycle ([\d,]+) \| after vacuum ([\d,]+) ", text, re.M)
+    assert m is not None, text
+    before, lifecycle, vacuumed = (int(g.replace(",", "")) for g in m.groups())
+    assert before == lossless_bytes
+    assert vacuumed < before < lifecycle
+    assert store.info()["stored_bytes"] == vacuumed
+    (bars,) = pngs_of_cell(nb, "Figure(figsize")
+    assert bars.shape[0] > 200 and bars.std() > 5
+    assert "verify: 8 checked, 8 ok, 0 mismatched, 0 unreadable" in text
+    checked = store.verify()
+    assert checked["ok"] == 8 and not checked["mismatched"] and not checked["unreadable"]
+    assert len(pngs_of(nb)) == 3
