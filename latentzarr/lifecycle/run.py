@@ -129,8 +129,7 @@ def check_batch(store: LatentStore, candidates: Sequence[Candidate], mode: Preci
     passing = [i for i, p in enumerate(psnrs) if p >= min_psnr]
     moved: set[str] = set()
     if passing and not dry_run:
-        from latentzarr.store.core import latent_digest
-        from latentzarr.store.layout import to_storage
+        from latentzarr.store.layout import latent_digest, to_storage
 
         logical = lossless.dtype.name
         moved = set(store.rewrite(

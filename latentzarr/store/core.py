@@ -18,7 +18,6 @@ the shards it commits still exist (:class:`WriteConflictError` otherwise).
 
 from __future__ import annotations
 
-import hashlib
 import math
 import os
 import threading
@@ -51,7 +50,7 @@ from latentzarr.store.arrays import (
 )
 from latentzarr.store.backend import Backend
 from latentzarr.store.index import MOVE, IdIndex, commit_table
-from latentzarr.store.layout import ARRAYS_GROUP, FORMAT_VERSION, array_name, to_logical, to_storage
+from latentzarr.store.layout import ARRAYS_GROUP, FORMAT_VERSION, array_name, latent_digest, to_logical, to_storage
 from latentzarr.store.locking import DEFAULT_TIMEOUT, make_lock
 from latentzarr.store.retry import with_retries
 from latentzarr.store.vacuum import DEFAULT_COMPACT_AT, DEFAULT_GRACE_S, VacuumReport, vacuum
@@ -93,11 +92,6 @@ def _backend(url: str | os.PathLike[str], storage_options: Mapping[str, Any] | N
     from latentzarr.store.faults import FaultyBackend
 
     return FaultyBackend(url, storage_options, read_only=read_only, faults=faults)
-
-
-def latent_digest(stored: np.ndarray) -> bytes:
-    """SHA-256 (32 bytes) of one latent's stored little-endian bits."""
-    return hashlib.sha256(np.ascontiguousarray(stored).tobytes()).digest()
 
 
 class LatentStore:

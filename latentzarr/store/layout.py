@@ -21,6 +21,7 @@ bfloat16 latents are stored as their uint16 bits (Zarr has no bfloat16 data type
 
 from __future__ import annotations
 
+import hashlib
 import re
 from typing import Any
 
@@ -36,6 +37,7 @@ __all__ = [
     "LOGICAL_DTYPES",
     "array_name",
     "fill_value",
+    "latent_digest",
     "logical_dtype_name",
     "nan_rows",
     "numpy_dtype",
@@ -96,6 +98,11 @@ def to_storage(latents: np.ndarray, logical: str) -> np.ndarray:
     if logical == "bfloat16":
         return latents.view(np.uint16).astype("<u2", copy=False)
     return latents.astype(np.dtype(logical).newbyteorder("<"), copy=False)
+
+
+def latent_digest(stored: np.ndarray) -> bytes:
+    """SHA-256 (32 bytes) of one latent's stored little-endian bits (:func:`to_storage`): what the index records."""
+    return hashlib.sha256(np.ascontiguousarray(stored).tobytes()).digest()
 
 
 def to_logical(stored: np.ndarray, logical: str) -> np.ndarray:

@@ -36,7 +36,7 @@ import numpy as np
 from latentzarr.errors import CorruptDataError
 from latentzarr.store.arrays import ArrayMeta, read_rows
 from latentzarr.store.chunks import encode_shard, read_shard_index, shard_index, written_rows
-from latentzarr.store.layout import to_storage
+from latentzarr.store.layout import latent_digest, to_storage
 
 if TYPE_CHECKING:
     from latentzarr.store.core import LatentStore
@@ -218,7 +218,7 @@ def _relocate(store: LatentStore, meta: ArrayMeta, shards: list[int]) -> tuple[i
     back = store._read(f"the compacted rows of {meta.name!r}", read_rows, handle, meta,
                        np.arange(start, start + n), ids)
     bad = [i for i, b, d in zip(ids, back, digests, strict=True)
-           if _digest(to_storage(b, meta.dtype)) != d]
+           if latent_digest(to_storage(b, meta.dtype)) != d]
     if bad:
         raise CorruptDataError(f"Expected the copied chunks of {bad[:5]!r} (array {meta.name!r}, rows from {start}) to "
                                "read back as stored. Got other values instead; nothing was committed, the ids keep "
@@ -227,12 +227,6 @@ def _relocate(store: LatentStore, meta: ArrayMeta, shards: list[int]) -> tuple[i
     moved = store._commit_move(ids, {i: (meta.name, int(r)) for i, r in zip(ids, rows, strict=True)}, meta, start,
                                digests, [r["pixel_sha256"] for r in records], [r["decoder_setup"] for r in records])
     return len(moved), sum(len(c) for c in chunks)
-
-
-def _digest(stored: np.ndarray) -> bytes:
-    from latentzarr.store.core import latent_digest
-
-    return latent_digest(stored)
 
 
 # --------------------------------------------------------------------------------------------- sweeping
