@@ -25,11 +25,12 @@ from latentzarr.cli._common import human_bytes, one_line_errors, open_store
 @click.option("--dry-run", is_flag=True, help="Check and print what would be saved; write nothing.")
 @click.option("--report", type=click.Path(dir_okay=False, path_type=Path),
               help="JSON-lines journal (appended; a re-run resumes from it). Required unless --dry-run.")
-@click.option("--batch-size", type=click.IntRange(1, 4096), default=16, show_default=True)
+@click.option("--batch-size", type=click.IntRange(1, 4096), default=None,
+              help="Ids per batch (one task, one rewrite).  [default: the store's shard size]")
 @click.option("--scheduler", help="Dask scheduler address: run the batches as tasks there.")
 @one_line_errors
 def lifecycle_cmd(store: str, days: float, mode: Any, min_psnr: float, model: str, access_log: Path | None,
-                  trace_path: Path | None, dry_run: bool, report: Path | None, batch_size: int,
+                  trace_path: Path | None, dry_run: bool, report: Path | None, batch_size: int | None,
                   scheduler: str | None) -> None:
     """Rewrite the latents in STORE not read for --days at --mode when their PSNR >= --min-psnr; keep the rest."""
     from latentzarr.lifecycle import apply_lifecycle, plan_lifecycle, read_access_log

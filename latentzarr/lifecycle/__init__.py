@@ -8,10 +8,9 @@ rewrites them (as Dask tasks when given a client), atomically per batch, with a 
 from __future__ import annotations
 
 from latentzarr.lifecycle.policy import Candidate, Plan, last_access_from_trace, plan_lifecycle, read_access_log
-from latentzarr.lifecycle.run import DEFAULT_BATCH, LifecycleReport, apply_lifecycle, check_batch, read_journal
+from latentzarr.lifecycle.run import LifecycleReport, apply_lifecycle, check_batch, read_journal
 
 __all__ = [
-    "DEFAULT_BATCH",
     "Candidate",
     "LifecycleReport",
     "Plan",

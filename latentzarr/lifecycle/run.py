@@ -36,10 +36,9 @@ from latentzarr.precision.storage import decode_latents, encode_latents
 if TYPE_CHECKING:
     from latentzarr.store import LatentStore
 
-__all__ = ["DEFAULT_BATCH", "LifecycleReport", "apply_lifecycle", "check_batch", "read_journal"]
+__all__ = ["LifecycleReport", "apply_lifecycle", "check_batch", "read_journal"]
 
-DEFAULT_BATCH = 16
-"""Ids per task: one store read, two batched decodes and at most one rewrite (one move commit) each."""
+
 
 _DECODERS: dict[str, Any] = {}
 _DECODERS_LOCK = threading.Lock()
@@ -186,7 +185,7 @@ def _batches(candidates: Sequence[Candidate], size: int) -> Iterator[list[Candid
 
 
 def apply_lifecycle(store: LatentStore, plan: Plan, *, report_path: str | os.PathLike[str] | None,
-                    client: Any = None, dry_run: bool = False, batch_size: int = DEFAULT_BATCH,
+                    client: Any = None, dry_run: bool = False, batch_size: int | None = None,
                     decoder: Any = None, echo: Callable[[str], None] | None = print) -> LifecycleReport:
     """Run ``plan``: check every candidate and rewrite those whose PSNR >= ``plan.min_psnr``.
 
@@ -204,12 +203,15 @@ def apply_lifecycle(store: LatentStore, plan: Plan, *, report_path: str | os.Pat
     dry_run
         Check but write nothing; the report says what would be saved (and ``echo`` prints it).
     batch_size
-        Ids per batch (>= 1).
+        Ids per batch (>= 1): one task, one store read, two decodes (in the model's own batches) and at most one
+        rewrite, i.e. one move commit into fresh shards. Default: the store's shard size, so that rewrites fill
+        whole shards as far as their ids pass the check.
     decoder
         The loaded model for local runs (default: ``load_model(plan.model, device="cpu")``).
     echo
         Where progress lines go (None: silent).
     """
+    batch_size = store.shard_images if batch_size is None else batch_size
     if not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"Expected batch_size >= 1. Got {batch_size!r} instead.")
     if report_path is None and not dry_run:
