@@ -172,12 +172,13 @@ def _copy_batches(shards: list[ShardUsage], metas: dict[str, ArrayMeta]) -> Iter
     """``shards`` (sorted by array) in runs of one array with at most ``_COPY_SHARDS`` shards' worth of live rows:
     each run is one reservation, one check and one move commit."""
     run: list[ShardUsage] = []
+    rows = 0
     for u in shards:
-        limit = _COPY_SHARDS * metas[u.array].shard_images
-        if run and (run[0].array != u.array or sum(r.live_rows for r in run) + u.live_rows > limit):
+        if run and (run[0].array != u.array or rows + u.live_rows > _COPY_SHARDS * metas[u.array].shard_images):
             yield run
-            run = []
+            run, rows = [], 0
         run.append(u)
+        rows += u.live_rows
     if run:
         yield run
 
