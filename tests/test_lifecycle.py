@@ -132,6 +132,17 @@ def test_dry_run_writes_nothing_and_says_what_it_would_save(store, taef2, tmp_pa
     assert "would stay lossless" in lines[-1] and str(report.bytes_saved) in lines[-1]
 
 
+def test_ids_a_vacuum_moved_since_the_plan_are_still_demoted(store, taef2, tmp_path):
+    p = plan(store, 0)
+    assert sorted(c.id for c in p.candidates) == sorted(COLD)
+    store.rewrite(IDS[4:6], store.get(IDS[4:6]), precision="q8")  # 2 of the shard's 8 rows become garbage
+    assert store.vacuum(grace=0, compact_at=0.1).relocated_ids == 6  # the other ids move to new rows, lossless
+    assert all(store.record(c.id)["row"] != c.row for c in p.candidates)
+    report = apply_lifecycle(store, p, report_path=tmp_path / "r.jsonl", decoder=taef2, echo=None)
+    assert report.rewritten == len(COLD) and report.skipped == 0
+    assert all(store.record(i)["precision"] == "q8" for i in COLD) and store.verify()["ok"] == 8
+
+
 def test_resume_skips_done_ids(store, taef2, tmp_path):
     report_path = tmp_path / "r.jsonl"
     full = plan(store, 0)

@@ -9,9 +9,11 @@ Per batch of ids (one Dask task each when a client is given, else in this proces
    never written; a crash before the commit leaves every id on its old row (see the store's write protocol).
 
 The report is a JSON-lines journal, one line per id as its batch finishes (``status``: ``rewritten``,
-``kept`` (failed the check), ``skipped`` (already lossy, moved meanwhile, or gone)), then a ``summary`` line per
-run. A re-run with the same report skips ids it already holds, so an interrupted run resumes. A dry run writes
-nothing (no store write, no journal) and returns what it would save.
+``kept`` (failed the check), ``skipped`` (already lossy, rewritten by someone else meanwhile, or gone)), then a
+``summary`` line per run. A re-run with the same report skips the ids it rewrote or kept, so an interrupted run
+resumes; skipped ids are looked at again (cheaply). An id that a vacuum's compaction moved since the plan (same
+values, new row) is checked and rewritten where it is now. A dry run writes nothing (no store write, no journal) and
+returns what it would save.
 """
 
 from __future__ import annotations
@@ -109,14 +111,16 @@ def check_batch(store: LatentStore, candidates: Sequence[Candidate], mode: Preci
     store.refresh()
     entries: list[dict[str, Any]] = []
     live: list[Candidate] = []
-    for c in candidates:  # only ids still lossless where the plan saw them
+    where: dict[str, tuple[str, int]] = {}  # where each id is now (a vacuum may have moved it since the plan)
+    for c in candidates:  # only ids still lossless
         rec = store.record(c.id) if c.id in store else None
         if rec is None:
             entries.append(_entry(c, "skipped", reason="gone"))
-        elif rec["lossy"] or (rec["array"], rec["row"]) != (c.array, c.row):
-            entries.append(_entry(c, "skipped", reason=f"already {rec['precision']} or moved"))
+        elif rec["lossy"]:
+            entries.append(_entry(c, "skipped", reason=f"already {rec['precision']}"))
         else:
             live.append(c)
+            where[c.id] = (rec["array"], rec["row"])
     if not live:
         return entries
     ids = [c.id for c in live]
@@ -133,7 +137,7 @@ def check_batch(store: LatentStore, candidates: Sequence[Candidate], mode: Preci
         logical = lossless.dtype.name
         moved = set(store.rewrite(
             [ids[i] for i in passing], lossy[passing], precision=mode,
-            expect={ids[i]: (live[i].array, live[i].row) for i in passing},
+            expect={ids[i]: where[ids[i]] for i in passing},
             pixel_digests=[hashlib.sha256(np.ascontiguousarray(test[i]).tobytes()).hexdigest() for i in passing],
             decoder_setup={"lifecycle": mode.name, "model": model, "device": "cpu"},
             checked_sha256=[latent_digest(to_storage(lossy[i], logical)).hex() for i in passing],
@@ -217,7 +221,7 @@ def apply_lifecycle(store: LatentStore, plan: Plan, *, report_path: str | os.Pat
     if report_path is None and not dry_run:
         raise ValueError("Expected a report_path (the resumable journal). Got None instead; pass one, or dry_run.")
     done = {} if report_path is None else read_journal(report_path)
-    resumed = {k for k, v in done.items() if v.get("status") in ("rewritten", "kept", "skipped")}
+    resumed = {k for k, v in done.items() if v.get("status") in ("rewritten", "kept")}  # skipped: looked at again
     todo = [c for c in plan.candidates if c.id not in resumed]
     report = LifecycleReport(plan.mode.name, dry_run, resumed=len(plan.candidates) - len(todo))
     psnrs: list[float] = []
