@@ -11,6 +11,7 @@ lock are plain objects written through this class, which guarantees the two prop
 
 from __future__ import annotations
 
+import contextlib
 import os
 import uuid
 from collections.abc import Mapping
@@ -174,7 +175,9 @@ class Backend:
                 return os.path.getsize(self.path(key))
             total = 0
             for dirpath, _dirs, files in os.walk(self.path(key)):
-                total += sum(os.path.getsize(os.path.join(dirpath, f)) for f in files)
+                for f in files:
+                    with contextlib.suppress(FileNotFoundError):  # renamed or deleted by a writer meanwhile
+                        total += os.path.getsize(os.path.join(dirpath, f))
             return total
         self.fs.invalidate_cache(self.path(key))
         try:
