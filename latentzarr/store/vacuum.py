@@ -56,8 +56,9 @@ partly demoted shards alone, the store at 0.924x lossless instead of 0.690x."""
 MARKS_KEY = "vacuum.json"
 """``{"version": 1, "marks": {shard key: unix time a vacuum first saw it garbage}}``, written under the lock."""
 
-_LOCKED_BATCH = 256
-"""Shards checked and deleted per hold of the writer lock (a lease on object stores must stay short)."""
+_LOCKED_BATCH = 128
+"""Shards checked and deleted per hold of the writer lock (a lease on object stores must stay well under its
+120 s: up to 4 requests per shard)."""
 
 _COPY_SHARDS = 16
 """Shards' worth of live rows one compaction step copies (one reservation, one check, one move commit)."""
@@ -252,15 +253,16 @@ def _sweep(store: LatentStore, candidates: list[tuple[ArrayMeta, int]], grace: f
     deletes and marks nothing, and counts the shards in ``assume_dead`` (those compaction would empty) as garbage."""
     marks = _load_marks(store)
     seen: dict[str, float] = {}
+    live: tuple[int, dict[str, set[int]]] = (-2, {})  # (index version, shards that ids point into, per array)
     for batch in _batches(candidates, _LOCKED_BATCH):
         with store._lock, store._mutex:
             store._index.refresh()  # under the lock: no commit lands until the deletes below are done
-            live = _live_rows(store)
+            if live[0] != store.version:
+                live = (store.version, {name: set((rows // store._meta[name].shard_images).tolist())
+                                        for name, rows in _live_rows(store).items()})
             for meta, shard in batch:
                 key = meta.shard_key(shard)
-                rows = live.get(meta.name, np.empty(0, np.int64))
-                s = meta.shard_images
-                used = key not in assume_dead and bool(((rows >= shard * s) & (rows < (shard + 1) * s)).any())
+                used = key not in assume_dead and shard in live[1].get(meta.name, ())
                 if used or not store._backend.exists(key):
                     continue
                 first = seen[key] = marks.get(key, now)
