@@ -297,7 +297,6 @@ def vacuum(store: LatentStore, *, grace: float = DEFAULT_GRACE_S, compact_at: fl
     if not (isinstance(compact_at, int | float) and 0 < compact_at <= 1):
         raise ValueError(f"Expected 0 < compact_at <= 1 (a share of a shard's bytes). Got {compact_at!r} instead.")
     say = progress or (lambda _msg: None)
-    now = time.time()
     report = VacuumReport(dry_run=dry_run, grace_s=float(grace), compact_at=float(compact_at))
     usage, report.unreadable = scan_shards(store)
     report.shards = len(usage) + len(report.unreadable)
@@ -317,7 +316,7 @@ def vacuum(store: LatentStore, *, grace: float = DEFAULT_GRACE_S, compact_at: fl
             say(f"compacted {len(part)} shards of {meta.name}: {moved} ids moved")
     garbage = [(store._meta[u.array], u.shard) for u in usage if not u.live_rows]
     garbage += [(store._meta[u.array], u.shard) for u in compact]
-    _sweep(store, garbage, float(grace), now, dry_run, report,
+    _sweep(store, garbage, float(grace), time.time(), dry_run, report,  # after compaction: its shards are new garbage
            frozenset(u.key for u in compact) if dry_run else frozenset())
     report.stored_bytes_after = _stored_bytes(store)
     say(f"{'would delete' if dry_run else 'deleted'} {report.deleted_shards} shards ({report.reclaimed_bytes} bytes); "
