@@ -246,7 +246,7 @@ class LatentWorkerPlugin(WorkerPlugin):
         moved = set(store.moved_since(before))
         if not moved:
             return 0
-        keys = [k for k in self.cache.image_keys() if isinstance(k, str) and k.split("\x00", 1)[0] in moved]
+        keys = [k for k in self.cache.image_keys() if cache_key_id(k) in moved]
         dropped = self.cache.discard([*keys, *moved])
         self._count("invalidated", dropped)
         return dropped
@@ -393,6 +393,11 @@ def unpack_latent(image_id: str, latent: EncodedLatent) -> np.ndarray:
 def cache_key(image_id: str, rendition: Rendition) -> str:
     """Image-tier key of ``image_id`` in ``rendition``."""
     return f"{image_id}\x00{rendition.token}"
+
+
+def cache_key_id(key: object) -> str | None:
+    """The image id of an image-tier key made by :func:`cache_key` (None for any other key)."""
+    return key.split("\x00", 1)[0] if isinstance(key, str) else None
 
 
 def get_latentzarr_plugin() -> LatentWorkerPlugin:

@@ -12,8 +12,8 @@ Write protocol of :meth:`LatentStore.put` (append-only, put-aligned shards):
 
 A crash before step 4 leaves orphaned rows that no id points to; rows are never reused. A failing call changes
 nothing that was committed. :meth:`LatentStore.rewrite` moves committed ids to new rows; :meth:`LatentStore.vacuum`
-deletes shards no id points into (after a grace period) and compacts mostly-garbage ones, and step 4 checks that
-the shards it commits still exist (:class:`WriteConflictError` otherwise).
+deletes shards no id points into (after a grace period) and first copies the live rows out of partly garbage or
+half-empty ones, and step 4 checks that the shards it commits still exist (:class:`WriteConflictError` otherwise).
 """
 
 from __future__ import annotations
