@@ -145,6 +145,7 @@ class LatentWorkerPlugin(WorkerPlugin):
                                            faults=self.faults)
         except StoreUnavailableError:  # the store is down: open it at the first read instead
             self._store = None
+        self._followed = self._store.version if self._store is not None else -1  # see follow_moves
         self.cache: DualFormatCache = DualFormatCache(max(self.cache_bytes, 1), **self.cache_options)
         self._models: dict[str, LatentAutoencoder] = {}
         self._batchers: dict[str, DecodeBatcher] = {}
@@ -238,12 +239,13 @@ class LatentWorkerPlugin(WorkerPlugin):
         store = self._store
         if store is None:
             return 0
-        before = store.version
         try:
             store.refresh()
         except StoreUnavailableError:
             return 0
-        moved = set(store.moved_since(before))
+        # since the version this last looked at, not since this refresh: reads refresh the store too
+        followed, self._followed = self._followed, store.version
+        moved = set(store.moved_since(followed))
         if not moved:
             return 0
         keys = [k for k in self.cache.image_keys() if cache_key_id(k) in moved]
