@@ -134,7 +134,8 @@ def _usage(store: LatentStore, meta: ArrayMeta, shard: int, live: np.ndarray) ->
         return ShardUsage(meta.name, shard, key, 0, 0, 0, 0)
     s = meta.shard_images
     is_live = np.zeros(s, dtype=bool)
-    is_live[live[(live >= shard * s) & (live < (shard + 1) * s)] - shard * s] = True
+    lo, hi = np.searchsorted(live, [shard * s, (shard + 1) * s])  # live rows are sorted: no pass over all of them
+    is_live[live[lo:hi] - shard * s] = True
     written = written_rows(index)
     nbytes = np.where(written, index[:, 1], 0).astype(np.int64)
     return ShardUsage(meta.name, shard, key, int(is_live.sum()), int((written & ~is_live).sum()),
@@ -235,9 +236,7 @@ def _relocate(store: LatentStore, meta: ArrayMeta, shards: list[int]) -> tuple[i
 def _load_marks(store: LatentStore) -> dict[str, float]:
     try:
         doc = json.loads(store._backend.read(MARKS_KEY))
-    except FileNotFoundError:
-        return {}
-    except ValueError:  # a damaged marks file only delays deletion: start the grace period again
+    except (FileNotFoundError, ValueError):  # none yet, or damaged: that only delays deletion by one grace period
         return {}
     return {str(k): float(v) for k, v in dict(doc.get("marks", {})).items()}
 
@@ -277,11 +276,9 @@ def _sweep(store: LatentStore, candidates: list[tuple[ArrayMeta, int]], grace: f
                 else:
                     report.waiting_shards += 1
                     report.waiting_bytes += size
-            if not dry_run:
-                store._backend.write(MARKS_KEY, json.dumps({"version": 1, "marks": seen}, sort_keys=True).encode())
-    if not dry_run and not candidates and marks:
+    if not dry_run:  # the marks of shards no longer garbage (or gone) are dropped; losing them only delays deletion
         with store._lock:
-            store._backend.write(MARKS_KEY, json.dumps({"version": 1, "marks": {}}).encode())
+            store._backend.write(MARKS_KEY, json.dumps({"version": 1, "marks": seen}, sort_keys=True).encode())
 
 
 def _stored_bytes(store: LatentStore) -> int:
