@@ -188,27 +188,29 @@ def test_workload_and_cache(tmp_path, monkeypatch):
 
 def test_cost_model(models_dir, tmp_path, monkeypatch):
     from latentzarr import LatentStore
-    from latentzarr.cost import PUBLISHED_SOURCES
+    from latentzarr.cost import PAPER_FIGURES, PUBLISHED, paper_comparison
 
     nb, _ = run_notebook("04_cost_model.ipynb", tmp_path, monkeypatch)
     text = text_of(nb)
 
-    n_defaults = sum("DEFAULT" in s for s in PUBLISHED_SOURCES.values())
-    assert f"{n_defaults} of {len(PUBLISHED_SOURCES)} inputs are documented defaults" in text
+    assert "inputs by origin: {'paper': " in text
     assert "decode_trigger_rate" in text and "storage_usd_per_gb_month" in text
 
-    # the cost tables: every scenario, for the published and the measured inputs
-    for title in ("Published inputs: cumulative cost", "Our measured figures: cumulative cost"):
+    # ours vs the paper: the summary, the side-by-side table, then the cost tables
+    n_ok = sum(r["within_10pct"] for r in paper_comparison())
+    assert f"{n_ok} of {len(PAPER_FIGURES)} published figures reproduce within 10%" in text
+    assert re.search(r"^2050/ImgStore\s+164\s+\d+\s+[+-][\d.]+%\s+(yes|NO)$", text, re.M)
+    for title in ("Published inputs: cumulative cost", "Published inputs, optimistic prices: cumulative cost",
+                  "Our measured figures: cumulative cost"):
         assert title in text
-    for scenario in ("ImgStore ", "ImgStore+archive", "Latent-first (H100)", "Latent-first (RTX 4090)"):
-        assert len(re.findall(rf"^{re.escape(scenario)}\s+[\d,]+\s+-?[\d.]+%", text, re.M)) >= 3, scenario
-    assert re.search(r"trace-period saving on RTX 4090: ours -?[\d.]+%, paper about 60%", text)
+    for scenario in ("ImgStore ", "ImgStore+archive", "Latent-first (H100)", "Latent-first (RTX 5090)"):
+        assert len(re.findall(rf"^{re.escape(scenario)}\s+[\d,]+\s+[\d.]+\s+-?[\d.]+%", text, re.M)) >= 3, scenario
 
     # the measured variant uses the store the notebook built
     info = LatentStore.open(workdir(tmp_path, "04_cost_model") / "photos.zarr").info()
     m = re.search(r"latent bytes [\d,]+ \(published\) -> ([\d,]+) \(measured\)", text)
     assert m is not None
-    assert int(m.group(1).replace(",", "")) == round(1.45e6 * (1 - info["data_reduction"]))
+    assert int(m.group(1).replace(",", "")) == round(PUBLISHED.image_bytes * (1 - info["data_reduction"]))
 
     pictures = pngs_of(nb)
     assert len(pictures) == 2

@@ -1,15 +1,16 @@
 """Long-term cost model: ImgStore vs ImgStore with archive tiering vs latent-first at two GPU prices.
 
-Prints the published reproduction (the paper's headline figure vs this model on the published inputs, relative
-error, within-10% check), the cumulative cost tables over the trace period and to ``--horizon-year``, and the same
-model fed with figures measured in this project; writes the JSON document (``--json``) and the cumulative-cost
-figures (``--plot``; a second ``*_measured.png`` next to it). Every input is documented in
-:class:`latentzarr.cost.CostInputs`, and :data:`latentzarr.cost.PUBLISHED_SOURCES` says which come from the paper
-and which are defaults.
+Prints the paper's published figures beside this model's on the paper's own inputs (cumulative cost normalised to
+ImgStore at trace end = 1, over the 35-month trace and to 2050 at constant and at falling prices; relative error,
+within-10% check), the cumulative cost tables, and the same model fed with figures measured in this project;
+writes the JSON document (``--json``) and the cumulative-cost figures (``--plot``; a second ``*_measured.png``
+next to it). Every input is documented in :class:`latentzarr.cost.CostInputs`, and
+:data:`latentzarr.cost.PUBLISHED_SOURCES` names its source.
 
     python workflows/cost_model.py --json results/cost/cost.json --plot results/cost/cumulative.png
-    # the paper's own prices, where known; a measured store and simulation for our variant
-    python workflows/cost_model.py --set storage_usd_per_gb_month=0.021 --gpu "H100:2.5:32.6" --gpu "RTX 4090:0.4:67" \
+    # another price; a measured store and simulation for our variant
+    python workflows/cost_model.py --set storage_usd_per_gb_month=0.021 \
+        --gpu "H100:2.5:32.6" --gpu "RTX 5090:0.69:47.3" \
         --store my.lz --sim-json sim.json --sim-fraction 0.01 --json cost.json
 """
 

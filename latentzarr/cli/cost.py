@@ -31,8 +31,9 @@ __all__ = ["cost"]
 def cost(**kwargs: object) -> None:
     """Cumulative cost of ImgStore, ImgStore with archive tiering and latent-first storage over time.
 
-    Prints the published reproduction (paper figure vs this model, within-10% check) and the same model fed with
-    figures measured in this project. Every input and its source: `python -c "import latentzarr.cost as c;
+    Prints the paper's published figures beside this model's on the paper's inputs (relative error, within-10%
+    check), the cumulative cost tables (constant and falling prices) and the same model fed with figures measured
+    in this project. Every input and its source: `python -c "import latentzarr.cost as c;
     print(c.PUBLISHED_SOURCES)"`.
     """
     from latentzarr.cost.report import run

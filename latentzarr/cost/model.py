@@ -2,13 +2,22 @@
 
 The model
 =========
-Time runs in whole months ``t = 1 .. months``. Month ``t`` has ``births[t]`` new images (the catalogue only grows:
-nothing is deleted) and ``requests[t]`` reads. Every scenario pays, per month:
+Time runs in whole months ``t = 1 .. months``; month ``trace_months`` ends at calendar time ``trace_end_year``.
+Month ``t`` has ``births[t]`` new images (the catalogue only grows: nothing is deleted) and ``requests[t]`` reads.
 
+* **Workload.** Within the trace the birth rate rises geometrically, fixed by two published numbers (images at
+  trace end, new images per month at trace end), the shape of the synthetic traces (:mod:`latentzarr.traces.synth`,
+  ``growth=0.75``: end rate 1.42x the mean); reads are ``requests_per_month`` every month. After the trace, births
+  continue from the trace-end rate, growing by ``catalogue_growth_per_year`` (0: a steady 3.76 M a month), and
+  reads are ``views_per_image_per_year / 12`` per catalogued image per month (or, with
+  ``views_per_image_per_year=None``, ``requests_per_month`` growing by ``request_growth_per_year``).
 * **ImgStore**: ``catalogue[t] * image_bytes`` on standard object storage.
-* **ImgStore + archive tiering**: images older than ``archive_after_months`` sit in an archive tier (cheaper per
-  GB-month) and the rest on standard storage; plus a lifecycle-transition fee per archived image and a retrieval
-  fee per GB for the share ``archived_request_fraction`` of the month's reads that land on archived images.
+* **ImgStore + archive tiering**: images older than ``archive_after_months`` sit in the archive tier (cheaper per
+  GB-month) and the rest on standard storage; a lifecycle-transition fee per archived image; and, for the reads
+  that land on archived images, a retrieval fee per GB and per request. Which share of a month's reads lands on
+  archived images follows an **age-decay read model**: an image aged ``a`` days draws reads at a rate proportional
+  to ``(1 + a / read_decay_scale_days) ** -(read_decay_exponent + 1)`` (the decay law the synthetic traces fit to
+  the published re-access facts), weighted by the number of images of each age.
 * **Latent-first** (one line per GPU): ``catalogue[t] * latent_bytes`` on standard storage, plus GPU time
   ``requests[t] * decode_trigger_rate * decode_ms / 3.6e6 / gpu_utilization`` hours at the GPU's price.
 * **Latent-first + tiers** (one line per GPU, only when ``tier_bytes`` is set): latent-first whose images are
@@ -17,28 +26,21 @@ nothing is deleted) and ``requests[t]`` reads. Every scenario pays, per month:
   ``catalogue[t] * latent_bytes - (latent_bytes - tier_bytes) * sum_s births[s] * f[t - s]``; the GPU time is that
   of latent-first (a demoted latent decodes as fast). The rewrites' request fees are not modelled.
 
-Prices may decline geometrically: a price ``p`` at month ``t`` is ``p * (1 - decline_per_year) ** ((t - 1) / 12)``.
-Within the trace period the catalogue grows with an exponentially rising birth rate fixed by two published numbers
-(images at trace end, new images per month at trace end), the same shape as the synthetic traces
-(:mod:`latentzarr.traces.synth`, ``growth=0.75``). After the trace the birth and request rates continue from their
-trace-end values, growing by ``catalogue_growth_per_year`` and ``request_growth_per_year``.
+Prices may decline geometrically from calendar time ``price_decline_from_year``: a price ``p`` in a month that
+starts ``y`` years after it is ``p * (1 - decline_per_year) ** y`` (constant before it). The archive's retrieval
+and transition fees follow the archive price decline.
 
 Costs not modelled (the same in every scenario, or second order): GET requests, egress, the image cache's memory,
 compute for PNG encoding of decoded images, and the one-off encode at ingest.
 
 Where the inputs come from
 ==========================
-The paper this project builds on (LatentBox, arXiv 2605.19385, "LatentBox: An Efficient Latent-First Storage
-System for AI-Generated Images", 2026) gives the workload: a 35-month trace of 2.07 B requests over 92.3 M images,
-about 2 M requests a day, 3.76 M new images a month at trace end; decode 32.6 ms on an H100 and 67 ms on an RTX
-4090 (SD3.5, 1024^2); PNG about 1.4-1.5 MB and pcodec latent about 0.28-0.32 MB per image; persistent storage
-78.7% below the PNG store. These figures are also in ``/work/shared/design.md`` ("Workload facts from the paper").
-
-The paper's cost section (its $/GB-month, GPU $/hour, archive prices, decode-trigger rate, calendar and price
-declines) could **not** be read for this implementation: the stored copy of the paper available to us ends in the
-introduction. Every such input is therefore a **documented default** from public list prices or from this
-project's own simulator, and ``PUBLISHED_SOURCES`` says, field by field, which is which. Replace them when the
-paper's values are at hand; nothing else changes.
+:data:`PUBLISHED` holds the LatentBox paper's own cost-model inputs (its Table 5 and cost section, via
+``shared/paper-figures.md``) and the workload facts of its trace (design.md, "Workload facts from the paper");
+:data:`PUBLISHED_SOURCES` names the source of every field, and :data:`PAPER_FIGURES` the paper's published
+results, which :mod:`latentzarr.cost.report` sets beside ours. :data:`OPTIMISTIC` is the paper's falling-price
+scenario. BENCHMARKS.md ("Cost model") says which figures reproduce within 10% and which modelling choice
+explains the ones that do not.
 """
 
 from __future__ import annotations
@@ -52,18 +54,23 @@ import numpy as np
 __all__ = [
     "ARCHIVE",
     "IMGSTORE",
+    "OPTIMISTIC",
+    "OPTIMISTIC_DECLINES",
     "PAPER_FIGURES",
+    "PAPER_SOURCE",
     "PUBLISHED",
     "PUBLISHED_SOURCES",
+    "TOLERANCE",
     "CostInputs",
     "CostSeries",
     "Gpu",
+    "archived_read_share",
     "cost_series",
     "decode_rate_from_sim",
     "headline_ratios",
-    "implied_decode_trigger_rate",
     "latent_name",
     "months_until",
+    "paper_comparison",
     "sensitivity",
     "tier_name",
 ]
@@ -125,6 +132,10 @@ class CostInputs:
         growth of the birth rate within the trace. Must be below ``images_at_trace_end``.
     requests_per_month
         Reads per month during the trace (requests/month), constant within the trace.
+    views_per_image_per_year
+        Reads per catalogued image per year after the trace (> 0): month ``t`` has
+        ``catalogue[t] * views_per_image_per_year / 12`` reads. ``None``: ``requests_per_month`` growing by
+        ``request_growth_per_year`` instead.
     image_bytes
         Bytes of one stored image (PNG) in the image store.
     latent_bytes
@@ -135,13 +146,15 @@ class CostInputs:
         Archive tier price ($ per GB-month); used by the archive-tiering scenario only.
     archive_retrieval_usd_per_gb
         Archive retrieval fee ($ per GB read back).
+    archive_retrieval_usd_per_request
+        Archive retrieval fee ($ per read of an archived object).
     archive_transition_usd_per_1000
         Lifecycle transition fee ($ per 1000 objects moved to the archive tier).
     archive_after_months
         Age in whole months after which an image moves to the archive tier (>= 0).
-    archived_request_fraction
-        Fraction of each month's reads (0..1) that land on archived images and pay the retrieval fee (none while
-        nothing is archived yet).
+    read_decay_scale_days, read_decay_exponent
+        The age-decay read model (> 0 each): an image aged ``a`` days draws reads at a rate proportional to
+        ``(1 + a / scale) ** -(exponent + 1)``; it sets the share of reads that land on archived images.
     decode_trigger_rate
         Fraction of reads (0..1) that run a decode in the latent-first store: 1 - image-tier hit ratio of its cache
         (latent hits and misses both decode).
@@ -150,12 +163,15 @@ class CostInputs:
     gpus
         The GPUs of the latent-first scenarios (one scenario per GPU), e.g. a datacenter and a consumer GPU.
     storage_price_decline_per_year, archive_price_decline_per_year, gpu_price_decline_per_year
-        Fractional price decline per year, 0 <= d < 1 (0.1: prices fall 10% a year), applied from month 1.
+        Fractional price decline per year, 0 <= d < 1 (0.1: prices fall 10% a year), from
+        ``price_decline_from_year``.
+    price_decline_from_year
+        Calendar time (decimal year) from which the price declines apply; prices are constant before it.
     catalogue_growth_per_year, request_growth_per_year
         Growth per year (> -1) of the birth rate and of the request rate after the trace period.
     trace_end_year
-        Calendar time of the end of the trace period as a decimal year (2026.0 = 1 January 2026); only used to
-        turn a calendar year into a month count (:func:`months_until`).
+        Calendar time of the end of the trace period as a decimal year (2026.25 = end of March 2026); places the
+        months in the calendar (:func:`months_until`, ``price_decline_from_year``).
     tier_bytes
         Bytes of one latent rewritten at the lossy precision tier (0 < tier_bytes <= latent_bytes), or ``None``
         (the default: no "Latent-first + tiers" scenario).
@@ -168,23 +184,27 @@ class CostInputs:
     images_at_trace_end: float = 92.3e6
     new_images_per_month_at_trace_end: float = 3.76e6
     requests_per_month: float = 2.07e9 / 35
-    image_bytes: float = 1.45e6
-    latent_bytes: float = 1.45e6 * (1 - 0.787)
+    views_per_image_per_year: float | None = 10.2
+    image_bytes: float = 1.5e6
+    latent_bytes: float = 0.29e6
     storage_usd_per_gb_month: float = 0.023
     archive_usd_per_gb_month: float = 0.004
-    archive_retrieval_usd_per_gb: float = 0.03
-    archive_transition_usd_per_1000: float = 0.02
-    archive_after_months: int = 1
-    archived_request_fraction: float = 0.06
-    decode_trigger_rate: float = 0.415
+    archive_retrieval_usd_per_gb: float = 0.01
+    archive_retrieval_usd_per_request: float = 0.0001
+    archive_transition_usd_per_1000: float = 0.0
+    archive_after_months: int = 60
+    read_decay_scale_days: float = 7.0
+    read_decay_exponent: float = 0.32
+    decode_trigger_rate: float = 0.632
     gpu_utilization: float = 1.0
-    gpus: tuple[Gpu, ...] = field(default_factory=lambda: (Gpu("H100", 2.69, 32.6), Gpu("RTX 4090", 0.34, 67.0)))
+    gpus: tuple[Gpu, ...] = field(default_factory=lambda: (Gpu("H100", 2.50, 40.0), Gpu("RTX 5090", 0.69, 40.0)))
     storage_price_decline_per_year: float = 0.0
     archive_price_decline_per_year: float = 0.0
     gpu_price_decline_per_year: float = 0.0
+    price_decline_from_year: float = 2026.0
     catalogue_growth_per_year: float = 0.0
     request_growth_per_year: float = 0.0
-    trace_end_year: float = 2026.0
+    trace_end_year: float = 2026.25
     tier_bytes: float | None = None
     tier_demoted_by_age: tuple[float, ...] = ()
 
@@ -198,16 +218,21 @@ class CostInputs:
         for name in ("images_at_trace_end", "new_images_per_month_at_trace_end", "image_bytes", "latent_bytes"):
             _check_number(name, getattr(self, name), low=0.0, strict=True)
         for name in ("requests_per_month", "storage_usd_per_gb_month", "archive_usd_per_gb_month",
-                     "archive_retrieval_usd_per_gb", "archive_transition_usd_per_1000"):
+                     "archive_retrieval_usd_per_gb", "archive_retrieval_usd_per_request",
+                     "archive_transition_usd_per_1000"):
             _check_number(name, getattr(self, name), low=0.0)
-        for name in ("archived_request_fraction", "decode_trigger_rate"):
-            _check_number(name, getattr(self, name), low=0.0, high=1.0)
+        _check_number("decode_trigger_rate", self.decode_trigger_rate, low=0.0, high=1.0)
+        if self.views_per_image_per_year is not None:
+            _check_number("views_per_image_per_year", self.views_per_image_per_year, low=0.0, strict=True)
+        for name in ("read_decay_scale_days", "read_decay_exponent"):
+            _check_number(name, getattr(self, name), low=0.0, strict=True)
         _check_number("gpu_utilization", self.gpu_utilization, low=0.0, high=1.0, strict=True)
         for name in ("storage_price_decline_per_year", "archive_price_decline_per_year", "gpu_price_decline_per_year"):
             _check_number(name, getattr(self, name), low=0.0, high=1.0, high_strict=True)
         for name in ("catalogue_growth_per_year", "request_growth_per_year"):
             _check_number(name, getattr(self, name), low=-1.0, strict=True)
         _check_number("trace_end_year", self.trace_end_year)
+        _check_number("price_decline_from_year", self.price_decline_from_year)
         if self.new_images_per_month_at_trace_end >= self.images_at_trace_end:
             raise ValueError(
                 "Expected new_images_per_month_at_trace_end below images_at_trace_end. Got "
@@ -351,50 +376,86 @@ def decode_rate_from_sim(doc: dict[str, Any], config: str = "adaptive", cache_fr
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# The inputs we use for the published reproduction, and where each comes from.
+# The paper's inputs, where each comes from, and the paper's published results.
 
 PUBLISHED = CostInputs()
 
-_PAPER = "LatentBox (arXiv 2605.19385), as summarised in design.md 'Workload facts from the paper'"
+#: The paper's optimistic price scenario: GPU prices fall 20% a year and storage 10% a year from 2026.
+OPTIMISTIC_DECLINES: dict[str, float] = {
+    "storage_price_decline_per_year": 0.10,
+    "archive_price_decline_per_year": 0.10,
+    "gpu_price_decline_per_year": 0.20,
+}
+OPTIMISTIC = PUBLISHED.replace(**OPTIMISTIC_DECLINES)
+
+#: How to cite the paper's cost section (its Table 5 and text), transcribed in shared/paper-figures.md.
+PAPER_SOURCE = "LatentBox paper, via shared/paper-figures.md ('Cost model')"
+_PAPER = f"paper ({PAPER_SOURCE})"
+_TRACE = "paper's trace facts (design.md, 'Workload facts from the paper')"
 PUBLISHED_SOURCES: dict[str, str] = {
-    "trace_months": f"paper: 35-month trace ({_PAPER})",
-    "images_at_trace_end": "paper: 92.3 M images",
-    "new_images_per_month_at_trace_end": "paper: 3.76 M new images/month at trace end",
-    "requests_per_month": "paper: 2.07 B requests over 35 months (about 2 M/day)",
-    "image_bytes": "paper: PNG at 1024^2 about 1.4-1.5 MB (midpoint 1.45 MB)",
-    "latent_bytes": "paper: 78.7% less persistent storage than PNG -> 0.213 x 1.45 MB (paper: 0.28-0.32 MB)",
-    "storage_usd_per_gb_month": "DEFAULT, not from the paper: AWS S3 Standard list price, first 50 TB, us-east-1",
-    "archive_usd_per_gb_month": "DEFAULT: AWS S3 Glacier Instant Retrieval list price",
-    "archive_retrieval_usd_per_gb": "DEFAULT: S3 Glacier Instant Retrieval retrieval fee",
-    "archive_transition_usd_per_1000": "DEFAULT: S3 lifecycle transition fee into Glacier Instant Retrieval",
-    "archive_after_months": "DEFAULT: archive after 1 month (paper: only 6% of re-accesses come after 30 days)",
-    "archived_request_fraction": "DEFAULT: 0.06, the paper's share of re-access intervals beyond 30 days",
-    "decode_trigger_rate": ("DEFAULT from this project's simulator, not the paper's: adaptive cache at 1% of the "
-                            "working set on the 10 M-request synthetic trace, 1 - 58.5% image hits, as measured "
-                            "before the cache demoted evicted images (since then 1 - 48.2% = 0.518, which gives "
-                            "64.7% on the RTX 4090; see the sensitivity table)"),
-    "gpu_utilization": "DEFAULT: 1.0 (GPU billed for decode time only)",
-    "gpus": ("paper: decode 32.6 ms (H100) / 67 ms (RTX 4090); prices DEFAULT, not from the paper: on-demand "
-             "cloud list prices of 2026 (H100 about $2.69/h, RTX 4090 about $0.34/h)"),
-    "storage_price_decline_per_year": "DEFAULT: 0 (S3 Standard's list price has not changed since 2016)",
-    "archive_price_decline_per_year": "DEFAULT: 0",
-    "gpu_price_decline_per_year": "DEFAULT: 0 (sensitivity shows declines)",
-    "catalogue_growth_per_year": "DEFAULT: 0 after the trace (births stay at the trace-end rate)",
-    "request_growth_per_year": "DEFAULT: 0 after the trace (about 2 M requests/day)",
-    "trace_end_year": "DEFAULT: 2026.0 (paper submitted May 2026; trace end date not available to us)",
+    "trace_months": f"{_TRACE}: 35-month trace; {_PAPER}: trace end March 2026 after 35 months",
+    "images_at_trace_end": f"{_TRACE}: 92.3 M images",
+    "new_images_per_month_at_trace_end": f"{_PAPER}: 3.76 M new images per month (steady state); {_TRACE}",
+    "requests_per_month": f"{_TRACE}: 2.07 B requests over 35 months",
+    "views_per_image_per_year": f"{_PAPER}: mean views per image 10.2 per year",
+    "image_bytes": f"{_PAPER}: average PNG (1024^2) 1.5 MB",
+    "latent_bytes": f"{_PAPER}: compressed latent (SD 3.5) 0.29 MB",
+    "storage_usd_per_gb_month": f"{_PAPER}: S3 Standard $0.023 per GB-month",
+    "archive_usd_per_gb_month": f"{_PAPER}: S3 Glacier Instant Retrieval $0.004 per GB-month",
+    "archive_retrieval_usd_per_gb": f"{_PAPER}: Glacier IR retrieval $0.01 per GB",
+    "archive_retrieval_usd_per_request": f"{_PAPER}: Glacier IR retrieval $0.0001 per request",
+    "archive_transition_usd_per_1000": f"{_PAPER}: no transition fee among its inputs (0)",
+    "archive_after_months": f"{_PAPER}: Glacier IR for objects older than 5 years (60 months)",
+    "read_decay_scale_days": ("derived from the paper's trace facts (the age-decay model the paper fitted on its "
+                              "trace is not published): latentzarr.traces.synth's decay law (SynthParams."
+                              "decay_scale_days), fitted to the published re-access intervals (BENCHMARKS.md, "
+                              "'Workload traces')"),
+    "read_decay_exponent": ("derived from the paper's trace facts, as read_decay_scale_days "
+                            "(SynthParams.decay_exponent)"),
+    "decode_trigger_rate": f"{_PAPER}: decode-trigger rate (share of reads that decode) 63.2%",
+    "gpu_utilization": f"{_PAPER}: decode cost = decodes x decode time x GPU price (only decode time is billed)",
+    "gpus": f"{_PAPER}: H100 $2.50 and RTX 5090 $0.69 per GPU-hour; decode time (SD 3.5) 40 ms",
+    "storage_price_decline_per_year": f"{_PAPER}: constant prices (OPTIMISTIC: 10%/yr)",
+    "archive_price_decline_per_year": f"{_PAPER}: constant prices (OPTIMISTIC: storage 10%/yr, archive included)",
+    "gpu_price_decline_per_year": f"{_PAPER}: constant prices (OPTIMISTIC: 20%/yr)",
+    "price_decline_from_year": f"{_PAPER}: prices fall 'from 2026'",
+    "catalogue_growth_per_year": f"{_PAPER}: steady state of 3.76 M new images per month after the trace",
+    "request_growth_per_year": "not used: reads after the trace follow views_per_image_per_year",
+    "trace_end_year": f"{_PAPER}: trace end March 2026 (2026.25)",
     "tier_bytes": "not in the paper's model: no precision tiers (see latentzarr.sim.tiers and with_tiers)",
     "tier_demoted_by_age": "not in the paper's model: no precision tiers",
 }
 
-#: The paper's headline figures as far as we could source them. ``None``: not available to us.
-PAPER_FIGURES: dict[str, dict[str, Any]] = {
-    "saving_trace_period_consumer_gpu": {
-        "value": 0.60,
-        "source": "issue 6's summary of the paper: 'about 60% cumulative saving over the trace period on a "
-                  "consumer-class GPU price' (the paper's cost section itself was not readable here)",
-    },
-    "saving_2050_consumer_gpu": {"value": None, "source": "not available: the paper's cost section was not readable"},
-}
+TOLERANCE = 0.10  # the bar: within 10% of the paper's figure
+
+#: The paper's published results, each with what it measures. ``measure``: ``"normalised"`` (cumulative cost over
+#: ImgStore's cumulative cost at trace end), ``"saving_vs_imgstore"`` or ``"saving_vs_archive"`` (1 - ratio of the
+#: cumulative costs at that horizon). ``horizon``: ``"trace"`` (35 months) or ``"2050"`` (end of 2050);
+#: ``prices``: ``"constant"`` or ``"optimistic"`` (:data:`OPTIMISTIC_DECLINES`).
+PAPER_FIGURES: dict[str, dict[str, Any]] = {}
+
+
+def _figure(key: str, value: float, scenario: str, horizon: str, prices: str, measure: str = "normalised") -> None:
+    PAPER_FIGURES[key] = {"value": value, "scenario": scenario, "horizon": horizon, "prices": prices,
+                          "measure": measure, "source": PAPER_SOURCE}
+
+
+_figure("trace/RTX 5090", 0.40, "Latent-first (RTX 5090)", "trace", "constant")
+_figure("trace/H100", 0.91, "Latent-first (H100)", "trace", "constant")
+_figure("2050/ImgStore", 164.0, "ImgStore", "2050", "constant")
+_figure("2050/ImgStore+archive", 79.0, "ImgStore+archive", "2050", "constant")
+_figure("2050/RTX 5090", 49.0, "Latent-first (RTX 5090)", "2050", "constant")
+_figure("2050/H100", 88.0, "Latent-first (H100)", "2050", "constant")
+_figure("2050 optimistic/ImgStore", 40.0, "ImgStore", "2050", "optimistic")
+_figure("2050 optimistic/ImgStore+archive", 27.0, "ImgStore+archive", "2050", "optimistic")
+_figure("2050 optimistic/RTX 5090", 9.7, "Latent-first (RTX 5090)", "2050", "optimistic")
+_figure("2050/RTX 5090 saving vs ImgStore", 0.70, "Latent-first (RTX 5090)", "2050", "constant", "saving_vs_imgstore")
+_figure("2050/RTX 5090 saving vs archive", 0.39, "Latent-first (RTX 5090)", "2050", "constant", "saving_vs_archive")
+_figure("2050/H100 saving vs ImgStore", 0.46, "Latent-first (H100)", "2050", "constant", "saving_vs_imgstore")
+_figure("2050 optimistic/RTX 5090 saving vs ImgStore", 0.75, "Latent-first (RTX 5090)", "2050", "optimistic",
+        "saving_vs_imgstore")
+_figure("2050 optimistic/RTX 5090 saving vs archive", 0.64, "Latent-first (RTX 5090)", "2050", "optimistic",
+        "saving_vs_archive")
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -407,7 +468,8 @@ class CostSeries:
 
     ``monthly`` / ``cumulative`` map a scenario name to its array: ``"ImgStore"``, ``"ImgStore+archive"`` and one
     ``"Latent-first (<GPU>)"`` per GPU, then one ``"Latent-first + tiers (<GPU>)"`` per GPU when the inputs have a
-    precision tier. ``catalogue`` (images) and ``requests`` (per month) are the workload.
+    precision tier. ``catalogue`` (images, end of month) and ``requests`` (per month) are the workload, and
+    ``archived_reads`` the reads per month that land on archived images (the age-decay read model).
     ``parts`` splits every latent-first scenario into ``storage`` and ``gpu`` and the archive scenario into
     ``standard``, ``archive``, ``transition`` and ``retrieval`` (monthly dollars).
     """
@@ -418,6 +480,7 @@ class CostSeries:
     monthly: dict[str, np.ndarray]
     cumulative: dict[str, np.ndarray]
     parts: dict[str, dict[str, np.ndarray]]
+    archived_reads: np.ndarray
 
     @property
     def scenarios(self) -> list[str]:
@@ -463,7 +526,8 @@ def _trace_growth(inputs: CostInputs) -> float:
     return math.exp((lo + hi) / 2)
 
 
-def _workload(inputs: CostInputs, months: int) -> tuple[np.ndarray, np.ndarray]:
+def _workload(inputs: CostInputs, months: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Births, catalogue (end of month) and reads per month."""
     t = np.arange(1, months + 1, dtype=float)
     T = inputs.trace_months
     q = _trace_growth(inputs)
@@ -473,15 +537,44 @@ def _workload(inputs: CostInputs, months: int) -> tuple[np.ndarray, np.ndarray]:
     births[inside] = inputs.new_images_per_month_at_trace_end * q ** (t[inside] - T)
     after = (t[~inside] - T) / 12.0
     births[~inside] = inputs.new_images_per_month_at_trace_end * (1 + inputs.catalogue_growth_per_year) ** after
-    requests[inside] = inputs.requests_per_month
-    requests[~inside] = inputs.requests_per_month * (1 + inputs.request_growth_per_year) ** after
     if T == 1:  # a one-month trace: its whole catalogue is born in that month
         births[0] = inputs.images_at_trace_end
-    return births, requests
+    catalogue = np.cumsum(births)
+    requests[inside] = inputs.requests_per_month
+    if inputs.views_per_image_per_year is not None:
+        requests[~inside] = catalogue[~inside] * inputs.views_per_image_per_year / 12.0
+    else:
+        requests[~inside] = inputs.requests_per_month * (1 + inputs.request_growth_per_year) ** after
+    return births, catalogue, requests
 
 
-def _price(p: float, decline: float, months: int) -> np.ndarray:
-    return p * (1.0 - decline) ** (np.arange(months, dtype=float) / 12.0)
+def _price(p: float, decline: float, inputs: CostInputs, months: int) -> np.ndarray:
+    """Price in each month: constant until ``price_decline_from_year``, then falling by ``decline`` a year."""
+    start = inputs.trace_end_year + (np.arange(1, months + 1, dtype=float) - 1 - inputs.trace_months) / 12.0
+    years = np.maximum(0.0, start - inputs.price_decline_from_year)
+    return p * (1.0 - decline) ** years
+
+
+DAYS_PER_MONTH = 365.25 / 12
+
+
+def archived_read_share(inputs: CostInputs, births: np.ndarray) -> np.ndarray:
+    """Share (0..1) of each month's reads that land on images older than ``archive_after_months``.
+
+    The age-decay read model: an image aged ``a`` days draws reads at a rate proportional to
+    ``(1 + a / read_decay_scale_days) ** -(read_decay_exponent + 1)``, so the images aged ``k`` whole months weigh
+    ``S(k) - S(k + 1)`` with ``S(m) = (1 + m * 30.44 / scale) ** -exponent``, times how many there are
+    (``births``, images per month, month 1 first).
+    """
+    births = np.asarray(births, dtype=float)
+    n = births.size
+    ages = np.arange(n + 1, dtype=float) * DAYS_PER_MONTH
+    survival = (1.0 + ages / inputs.read_decay_scale_days) ** -inputs.read_decay_exponent
+    weight = survival[:-1] - survival[1:]  # weight[k]: images aged k whole months
+    old = weight.copy()
+    old[: min(n, inputs.archive_after_months)] = 0.0
+    total = np.convolve(births, weight)[:n]
+    return np.divide(np.convolve(births, old)[:n], total, out=np.zeros(n), where=total > 0)
 
 
 def cost_series(inputs: CostInputs = PUBLISHED, months: int | None = None) -> CostSeries:
@@ -502,19 +595,21 @@ def cost_series(inputs: CostInputs = PUBLISHED, months: int | None = None) -> Co
     if isinstance(months, bool) or not isinstance(months, int | np.integer) or months < 1:
         raise ValueError(f"Expected months to be a whole number >= 1. Got {months!r} instead.")
     months = int(months)
-    births, requests = _workload(inputs, months)
-    catalogue = np.cumsum(births)
+    births, catalogue, requests = _workload(inputs, months)
     k = inputs.archive_after_months
     archived = np.zeros(months)
     moved = np.zeros(months)
     if k < months:
         archived[k:] = catalogue[: months - k]
         moved[k:] = births[: months - k]
+    archived_reads = requests * archived_read_share(inputs, births)
 
-    p_std = _price(inputs.storage_usd_per_gb_month, inputs.storage_price_decline_per_year, months)
-    p_arc = _price(inputs.archive_usd_per_gb_month, inputs.archive_price_decline_per_year, months)
-    p_ret = _price(inputs.archive_retrieval_usd_per_gb, inputs.archive_price_decline_per_year, months)
-    p_tr = _price(inputs.archive_transition_usd_per_1000, inputs.archive_price_decline_per_year, months)
+    p_std = _price(inputs.storage_usd_per_gb_month, inputs.storage_price_decline_per_year, inputs, months)
+    arc_decline = inputs.archive_price_decline_per_year
+    p_arc = _price(inputs.archive_usd_per_gb_month, arc_decline, inputs, months)
+    p_ret = _price(inputs.archive_retrieval_usd_per_gb, arc_decline, inputs, months)
+    p_req = _price(inputs.archive_retrieval_usd_per_request, arc_decline, inputs, months)
+    p_tr = _price(inputs.archive_transition_usd_per_1000, arc_decline, inputs, months)
     img_gb = inputs.image_bytes / GB
     lat_gb = inputs.latent_bytes / GB
 
@@ -525,7 +620,7 @@ def cost_series(inputs: CostInputs = PUBLISHED, months: int | None = None) -> Co
         "standard": (catalogue - archived) * img_gb * p_std,
         "archive": archived * img_gb * p_arc,
         "transition": moved / 1000.0 * p_tr,
-        "retrieval": np.where(archived > 0, requests * inputs.archived_request_fraction, 0.0) * img_gb * p_ret,
+        "retrieval": archived_reads * (img_gb * p_ret + p_req),
     }
     parts[ARCHIVE] = arc_parts
     monthly[ARCHIVE] = sum(arc_parts.values())
@@ -533,7 +628,7 @@ def cost_series(inputs: CostInputs = PUBLISHED, months: int | None = None) -> Co
     decodes = requests * inputs.decode_trigger_rate
     for g in inputs.gpus:
         hours = decodes * g.decode_ms / MS_PER_HOUR / inputs.gpu_utilization
-        gpu = hours * _price(g.usd_per_hour, inputs.gpu_price_decline_per_year, months)
+        gpu = hours * _price(g.usd_per_hour, inputs.gpu_price_decline_per_year, inputs, months)
         parts[latent_name(g)] = {"storage": storage, "gpu": gpu}
         monthly[latent_name(g)] = storage + gpu
     if inputs.tier_bytes is not None:
@@ -547,7 +642,7 @@ def cost_series(inputs: CostInputs = PUBLISHED, months: int | None = None) -> Co
             parts[tier_name(g)] = {"storage": tier_storage, "gpu": gpu}
             monthly[tier_name(g)] = tier_storage + gpu
     cumulative = {name: np.cumsum(v) for name, v in monthly.items()}
-    return CostSeries(months, catalogue, requests, monthly, cumulative, parts)
+    return CostSeries(months, catalogue, requests, monthly, cumulative, parts, archived_reads)
 
 
 def months_until(inputs: CostInputs, year: float) -> int:
@@ -568,9 +663,11 @@ def headline_ratios(inputs: CostInputs = PUBLISHED, *, horizon_year: float = 205
     dict
         ``{"trace_period": {...}, "horizon": {...}}``; each has ``months``, ``total_usd`` (scenario -> dollars),
         ``ratio_to_imgstore`` and ``saving_vs_imgstore`` (1 - ratio), ``saving_vs_archive`` (against ImgStore with
-        archive tiering), and ``gpu_share`` (GPU part of each latent-first total).
+        archive tiering), ``normalised`` (total over ImgStore's total at trace end, the paper's unit), and
+        ``gpu_share`` (GPU part of each latent-first total).
     """
     out: dict[str, Any] = {}
+    norm = cost_series(inputs).total(IMGSTORE)
     for key, months in (("trace_period", inputs.trace_months), ("horizon", months_until(inputs, horizon_year))):
         s = cost_series(inputs, months)
         totals = {name: s.total(name) for name in s.scenarios}
@@ -579,6 +676,7 @@ def headline_ratios(inputs: CostInputs = PUBLISHED, *, horizon_year: float = 205
             "months": months,
             "total_usd": totals,
             "ratio_to_imgstore": {n: v / base for n, v in totals.items()},
+            "normalised": {n: v / norm for n, v in totals.items()},
             "saving_vs_imgstore": {n: 1 - v / base for n, v in totals.items()},
             "saving_vs_archive": {n: 1 - v / arc for n, v in totals.items()},
             "gpu_share": {latent_name(g): float(s.parts[latent_name(g)]["gpu"].sum()) / totals[latent_name(g)]
@@ -590,19 +688,51 @@ def headline_ratios(inputs: CostInputs = PUBLISHED, *, horizon_year: float = 205
     return out
 
 
-def implied_decode_trigger_rate(inputs: CostInputs, gpu: str, saving: float, months: int | None = None) -> float:
-    """Decode-trigger rate at which latent-first on ``gpu`` saves ``saving`` (fraction) of ImgStore's cost.
+def paper_comparison(published: CostInputs = PUBLISHED, optimistic: CostInputs | None = None) -> list[dict[str, Any]]:
+    """Every figure of :data:`PAPER_FIGURES` beside this model's value for it.
 
-    Costs are linear in the rate, so this is exact. The answer may fall outside [0, 1] (no rate reaches ``saving``).
+    Parameters
+    ----------
+    published
+        The constant-price inputs (default: the paper's, :data:`PUBLISHED`).
+    optimistic
+        The falling-price inputs; default ``published`` with :data:`OPTIMISTIC_DECLINES`.
+
+    Returns
+    -------
+    list of dict
+        One row per figure: ``figure`` (its key), ``scenario``, ``horizon``, ``prices``, ``measure``, ``paper``,
+        ``ours``, ``relative_error`` ((ours - paper) / paper), ``within_10pct`` and ``source``. Normalised figures
+        divide by ImgStore's cumulative cost at trace end at constant prices, for both price scenarios. ``ours``,
+        ``relative_error`` and ``within_10pct`` are ``None`` for a figure whose scenario the inputs lack (a GPU
+        list without that GPU).
     """
-    a = cost_series(inputs.replace(decode_trigger_rate=0.0), months)
-    b = cost_series(inputs.replace(decode_trigger_rate=1.0), months)
-    name = latent_name(inputs.gpu(gpu))
-    target = (1 - saving) * a.total(IMGSTORE)
-    lo, hi = a.total(name), b.total(name)
-    if hi == lo:
-        return math.nan
-    return (target - lo) / (hi - lo)
+    optimistic = published.replace(**OPTIMISTIC_DECLINES) if optimistic is None else optimistic
+    horizon = months_until(published, 2050)
+    base = cost_series(published).total(IMGSTORE)
+    series = {
+        ("trace", "constant"): cost_series(published),
+        ("2050", "constant"): cost_series(published, horizon),
+        ("2050", "optimistic"): cost_series(optimistic, horizon),
+    }
+    rows = []
+    for key, fig in PAPER_FIGURES.items():
+        s = series[(fig["horizon"], fig["prices"])]
+        row = {"figure": key, **{k: fig[k] for k in ("scenario", "horizon", "prices", "measure")},
+               "paper": fig["value"], "ours": None, "relative_error": None, "within_10pct": None,
+               "source": fig["source"]}
+        rows.append(row)
+        if fig["scenario"] not in s.monthly:  # e.g. the GPU list was replaced
+            continue
+        total = s.total(fig["scenario"])
+        ours = {
+            "normalised": total / base,
+            "saving_vs_imgstore": 1 - total / s.total(IMGSTORE),
+            "saving_vs_archive": 1 - total / s.total(ARCHIVE),
+        }[fig["measure"]]
+        err = (ours - fig["value"]) / fig["value"]
+        row.update(ours=ours, relative_error=err, within_10pct=bool(abs(err) <= TOLERANCE))
+    return rows
 
 
 def sensitivity(
@@ -621,13 +751,13 @@ def sensitivity(
     g = inputs.gpu(gpu) if gpu is not None else inputs.gpus[-1]
     if variations is None:
         variations = {
-            "decode_trigger_rate": [0.2, 0.25, 0.415, 0.664, 1.0],
+            "decode_trigger_rate": [0.2, 0.415, 0.632, 1.0],
             "gpu_usd_per_hour": [g.usd_per_hour * f for f in (0.5, 1.0, 2.0, 4.0)],
             "storage_usd_per_gb_month": [0.01, 0.015, 0.023],
             "gpu_price_decline_per_year": [0.0, 0.1, 0.2],
             "storage_price_decline_per_year": [0.0, 0.05, 0.1],
             "catalogue_growth_per_year": [0.0, 0.2],
-            "request_growth_per_year": [0.0, 0.2],
+            "views_per_image_per_year": [5.1, 10.2, 20.4],
             "gpu_utilization": [0.5, 1.0],
         }
     names = {f.name for f in fields(CostInputs)}

@@ -7,16 +7,15 @@ from pathlib import Path
 from typing import Any
 
 from latentzarr.cost.model import (
-    PAPER_FIGURES,
+    OPTIMISTIC_DECLINES,
     PUBLISHED,
     PUBLISHED_SOURCES,
     CostInputs,
     Gpu,
     cost_series,
     headline_ratios,
-    implied_decode_trigger_rate,
-    latent_name,
     months_until,
+    paper_comparison,
     sensitivity,
 )
 
@@ -36,8 +35,6 @@ MEASURED_DEFAULTS: dict[str, dict[str, Any]] = {
                   "trace: 58.5% image hits -> 41.5% of reads decode",
     },
 }
-
-TOLERANCE = 0.10  # the bar: within 10% of the paper's figure
 
 
 def parse_setting(text: str) -> tuple[str, Any]:
@@ -115,27 +112,6 @@ def measured_inputs(
     return inputs, used
 
 
-def _comparison(inputs: CostInputs, headline: dict[str, Any]) -> list[dict[str, Any]]:
-    consumer = latent_name(inputs.gpus[-1])
-    ours = {
-        "saving_trace_period_consumer_gpu": headline["trace_period"]["saving_vs_imgstore"][consumer],
-        "saving_2050_consumer_gpu": headline["horizon"]["saving_vs_imgstore"][consumer],
-    }
-    rows = []
-    for key, fig in PAPER_FIGURES.items():
-        paper = fig["value"]
-        err = None if paper is None else (ours[key] - paper) / paper
-        rows.append({
-            "figure": key,
-            "paper": paper,
-            "ours": ours[key],
-            "relative_error": err,
-            "within_10pct": None if err is None else abs(err) <= TOLERANCE,
-            "paper_source": fig["source"],
-        })
-    return rows
-
-
 def build_report(
     published: CostInputs = PUBLISHED,
     measured: CostInputs | None = None,
@@ -143,10 +119,14 @@ def build_report(
     horizon_year: float = 2050,
     measured_sources: dict[str, str] | None = None,
 ) -> dict[str, Any]:
-    """JSON-ready report: the published reproduction (with the paper comparison and sensitivity) and our variant."""
+    """JSON-ready report: the published reproduction (with the paper comparison and sensitivity) and our variant.
+
+    ``published["paper_comparison"]`` has one row per figure of :data:`latentzarr.cost.PAPER_FIGURES`
+    (:func:`latentzarr.cost.paper_comparison`); ``published["optimistic"]`` the headline of the same inputs with the
+    paper's falling prices.
+    """
     head = headline_ratios(published, horizon_year=horizon_year)
-    consumer = published.gpus[-1].name
-    paper_saving = PAPER_FIGURES["saving_trace_period_consumer_gpu"]["value"]
+    optimistic = published.replace(**OPTIMISTIC_DECLINES)
     doc: dict[str, Any] = {
         "horizon_year": horizon_year,
         "published": {
@@ -154,13 +134,9 @@ def build_report(
             "sources": {k: v for k, v in PUBLISHED_SOURCES.items()} if published == PUBLISHED else
             {**PUBLISHED_SOURCES, "note": "some inputs were changed from PUBLISHED on the command line"},
             "headline": head,
-            "paper_comparison": _comparison(published, head),
-            "implied_decode_trigger_rate": {
-                "gpu": consumer,
-                "saving": paper_saving,
-                "rate": implied_decode_trigger_rate(published, consumer, paper_saving),
-                "meaning": "decode-trigger rate at which the model gives the paper's trace-period saving",
-            },
+            "optimistic": {"declines": dict(OPTIMISTIC_DECLINES),
+                           "headline": headline_ratios(optimistic, horizon_year=horizon_year)},
+            "paper_comparison": paper_comparison(published, optimistic),
             "sensitivity": sensitivity(published, horizon_year=horizon_year),
         },
     }
@@ -174,32 +150,41 @@ def _pct(x: float | None) -> str:
     return "n/a" if x is None else f"{100 * x:.1f}%"
 
 
+def _num(x: float) -> str:
+    """Two significant digits below 10, else whole numbers (the paper's precision)."""
+    return f"{x:.2f}" if abs(x) < 10 else f"{x:.0f}"
+
+
 def format_report(doc: dict[str, Any]) -> str:
     """Plain-text tables of a :func:`build_report` document."""
     lines: list[str] = []
     pub = doc["published"]
-    lines.append("Published reproduction (paper figure vs this model on the published inputs)")
-    lines.append(f"{'figure':<36} {'paper':>8} {'ours':>8} {'rel. error':>10}  within 10%")
+    lines.append("Paper vs this model on the paper's inputs (normalised: cumulative cost / ImgStore's at trace end)")
+    lines.append(f"{'figure':<46} {'paper':>7} {'ours':>7} {'rel. error':>10}  within 10%")
     for r in pub["paper_comparison"]:
-        ok = "n/a (paper figure not available)" if r["within_10pct"] is None else ("yes" if r["within_10pct"] else "NO")
-        err = "n/a" if r["relative_error"] is None else f"{100 * r['relative_error']:+.1f}%"
-        lines.append(f"{r['figure']:<36} {_pct(r['paper']):>8} {_pct(r['ours']):>8} {err:>10}  {ok}")
-    imp = pub["implied_decode_trigger_rate"]
-    if imp["saving"] is not None:
-        lines.append(f"decode-trigger rate that gives the paper's {_pct(imp['saving'])} on {imp['gpu']}: "
-                     f"{imp['rate']:.3f} (ours: {pub['inputs']['decode_trigger_rate']:.3f})")
-    for title, key in (("Published inputs", "published"), ("Our measured figures", "measured")):
-        if key not in doc:
+        saving = r["measure"] != "normalised"
+        paper = _pct(r["paper"]) if saving else f"{r['paper']:g}"
+        if r["ours"] is None:
+            lines.append(f"{r['figure']:<46} {paper:>7} {'n/a':>7} {'':>10}  n/a ({r['scenario']} not in the inputs)")
             continue
-        h = doc[key]["headline"]
+        ours = _pct(r["ours"]) if saving else _num(r["ours"])
+        lines.append(f"{r['figure']:<46} {paper:>7} {ours:>7} {100 * r['relative_error']:>+9.1f}%  "
+                     f"{'yes' if r['within_10pct'] else 'NO'}")
+    tables = [("Published inputs", doc["published"]["headline"])]
+    if "optimistic" in pub:
+        tables.append(("Published inputs, optimistic prices", pub["optimistic"]["headline"]))
+    if "measured" in doc:
+        tables.append(("Our measured figures", doc["measured"]["headline"]))
+    for title, h in tables:
         lines.append("")
-        lines.append(f"{title}: cumulative cost (US$) and saving vs ImgStore")
+        lines.append(f"{title}: cumulative cost (US$), normalised (ImgStore at trace end = 1), saving vs ImgStore")
         tp, hz = h["trace_period"], h["horizon"]
-        lines.append(f"{'scenario':<26} {tp['months']:>4}-month total  saving   | to {hz['year']} "
-                     f"({hz['months']} months) total  saving")
+        lines.append(f"{'scenario':<30} {tp['months']:>4}-month US$  norm.  saving | to {hz['year']:g} "
+                     f"({hz['months']} months) US$  norm.  saving")
         for name in tp["total_usd"]:
-            lines.append(f"{name:<26} {tp['total_usd'][name]:>16,.0f} {_pct(tp['saving_vs_imgstore'][name]):>7}   | "
-                         f"{hz['total_usd'][name]:>24,.0f} {_pct(hz['saving_vs_imgstore'][name]):>7}")
+            lines.append(f"{name:<30} {tp['total_usd'][name]:>14,.0f} {_num(tp['normalised'][name]):>6} "
+                         f"{_pct(tp['saving_vs_imgstore'][name]):>7} | {hz['total_usd'][name]:>28,.0f} "
+                         f"{_num(hz['normalised'][name]):>6} {_pct(hz['saving_vs_imgstore'][name]):>7}")
     return "\n".join(lines)
 
 
