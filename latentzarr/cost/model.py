@@ -11,20 +11,26 @@ Month ``t`` has ``births[t]`` new images (the catalogue only grows: nothing is d
   continue from the trace-end rate, growing by ``catalogue_growth_per_year`` (0: a steady 3.76 M a month), and
   reads are ``views_per_image_per_year / 12`` per catalogued image per month (or, with
   ``views_per_image_per_year=None``, ``requests_per_month`` growing by ``request_growth_per_year``).
-* **ImgStore**: ``catalogue[t] * image_bytes`` on standard object storage.
+  An image born ``y`` years after the trace end has ``(1 + g) ** y`` times the bytes of a trace image (PNG and
+  latent alike), ``g`` being the rate at which the stored bytes (the cumulative working set) grow by
+  ``working_set_cagr`` a year, compounded, from the trace end to the end of ``working_set_cagr_until_year``
+  (:meth:`CostInputs.bytes_growth_per_year`; ``g = 0`` without it). The image count, and so the reads, do not
+  depend on it. ``volume[t]``: the stored images counted in trace-image sizes.
+* **ImgStore**: ``volume[t] * image_bytes`` on standard object storage.
 * **ImgStore + archive tiering**: images older than ``archive_after_months`` sit in the archive tier (cheaper per
   GB-month) and the rest on standard storage; a lifecycle-transition fee per archived image; and, for the reads
   that land on archived images, a retrieval fee per GB and per request. Which share of a month's reads lands on
   archived images follows an **age-decay read model**: an image aged ``a`` days draws reads at a rate proportional
   to ``(1 + a / read_decay_scale_days) ** -(read_decay_exponent + 1)`` (the decay law the synthetic traces fit to
   the published re-access facts), weighted by the number of images of each age.
-* **Latent-first** (one line per GPU): ``catalogue[t] * latent_bytes`` on standard storage, plus GPU time
+* **Latent-first** (one line per GPU): ``volume[t] * latent_bytes`` on standard storage, plus GPU time
   ``requests[t] * decode_trigger_rate * decode_ms / 3.6e6 / gpu_utilization`` hours at the GPU's price.
 * **Latent-first + tiers** (one line per GPU, only when ``tier_bytes`` is set): latent-first whose images are
   rewritten at a lossy precision tier of ``tier_bytes`` bytes once idle (:mod:`latentzarr.sim.tiers`). A share
   ``f[a]`` (``tier_demoted_by_age``) of the images aged ``a`` whole months is at the tier, so storage is
-  ``catalogue[t] * latent_bytes - (latent_bytes - tier_bytes) * sum_s births[s] * f[t - s]``; the GPU time is that
-  of latent-first (a demoted latent decodes as fast). The rewrites' request fees are not modelled.
+  ``volume[t] * latent_bytes - (latent_bytes - tier_bytes) * sum_s births[s] * size[s] * f[t - s]`` (``size[s]``:
+  month ``s``'s image bytes over a trace image's); the GPU time is that of latent-first (a demoted latent decodes
+  as fast). The rewrites' request fees are not modelled.
 
 Prices may decline geometrically from calendar time ``price_decline_from_year``: a price ``p`` in a month that
 starts ``y`` years after it is ``p * (1 - decline_per_year) ** y`` (constant before it). The archive's retrieval
@@ -45,6 +51,7 @@ explains the ones that do not.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
@@ -169,6 +176,11 @@ class CostInputs:
         Calendar time (decimal year) from which the price declines apply; prices are constant before it.
     catalogue_growth_per_year, request_growth_per_year
         Growth per year (> -1) of the birth rate and of the request rate after the trace period.
+    working_set_cagr, working_set_cagr_until_year
+        Compound annual growth (> -1) of the stored bytes (the cumulative working set) from the trace end to the
+        end of calendar year ``working_set_cagr_until_year``. The bytes of each image born after the trace (PNG and
+        latent alike) then grow geometrically by the rate that gives it (:meth:`bytes_growth_per_year`), while the
+        image count follows the birth rate. ``None``: every image keeps ``image_bytes`` / ``latent_bytes``.
     trace_end_year
         Calendar time of the end of the trace period as a decimal year (2026.25 = end of March 2026); places the
         months in the calendar (:func:`months_until`, ``price_decline_from_year``).
@@ -204,6 +216,8 @@ class CostInputs:
     price_decline_from_year: float = 2026.0
     catalogue_growth_per_year: float = 0.0
     request_growth_per_year: float = 0.0
+    working_set_cagr: float | None = 0.127
+    working_set_cagr_until_year: float = 2050.0
     trace_end_year: float = 2026.25
     tier_bytes: float | None = None
     tier_demoted_by_age: tuple[float, ...] = ()
@@ -231,6 +245,9 @@ class CostInputs:
             _check_number(name, getattr(self, name), low=0.0, high=1.0, high_strict=True)
         for name in ("catalogue_growth_per_year", "request_growth_per_year"):
             _check_number(name, getattr(self, name), low=-1.0, strict=True)
+        if self.working_set_cagr is not None:
+            _check_number("working_set_cagr", self.working_set_cagr, low=-1.0, strict=True)
+        _check_number("working_set_cagr_until_year", self.working_set_cagr_until_year)
         _check_number("trace_end_year", self.trace_end_year)
         _check_number("price_decline_from_year", self.price_decline_from_year)
         if self.new_images_per_month_at_trace_end >= self.images_at_trace_end:
@@ -255,6 +272,7 @@ class CostInputs:
                                  "none instead; see CostInputs.with_tiers().")
         elif by_age:
             raise ValueError(f"Expected tier_bytes with tier_demoted_by_age. Got {self.tier_bytes!r} instead.")
+        self.bytes_growth_per_year()  # a working_set_cagr no growth of the bytes per image reaches fails here
 
     def with_tiers(self, mode_bytes_ratio: float, demoted_by_age: Any) -> CostInputs:
         """A copy with the "Latent-first + tiers" scenario, e.g. from a :class:`latentzarr.sim.tiers.TierSeries`.
@@ -276,6 +294,15 @@ class CostInputs:
         for v in shares:
             filled.append((filled[-1] if filled else 0.0) if math.isnan(v) else float(v))
         return self.replace(tier_bytes=self.latent_bytes * float(mode_bytes_ratio), tier_demoted_by_age=tuple(filled))
+
+    def bytes_growth_per_year(self) -> float:
+        """Growth per year of the bytes of each new image after the trace, fixed by ``working_set_cagr``.
+
+        0 when ``working_set_cagr`` is ``None``. Otherwise the rate ``g`` at which the stored bytes at the end of
+        ``working_set_cagr_until_year`` are ``(1 + working_set_cagr) ** years`` times those at the trace end, an
+        image born ``y`` years after the trace end having ``(1 + g) ** y`` times the bytes of a trace image.
+        """
+        return _bytes_growth(self)
 
     def replace(self, **changes: Any) -> CostInputs:
         """A copy with ``changes`` applied (validated again)."""
@@ -376,89 +403,6 @@ def decode_rate_from_sim(doc: dict[str, Any], config: str = "adaptive", cache_fr
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# The paper's inputs, where each comes from, and the paper's published results.
-
-PUBLISHED = CostInputs()
-
-#: The paper's optimistic price scenario: GPU prices fall 20% a year and storage 10% a year from 2026.
-OPTIMISTIC_DECLINES: dict[str, float] = {
-    "storage_price_decline_per_year": 0.10,
-    "archive_price_decline_per_year": 0.10,
-    "gpu_price_decline_per_year": 0.20,
-}
-OPTIMISTIC = PUBLISHED.replace(**OPTIMISTIC_DECLINES)
-
-#: How to cite the paper's cost section (its Table 5 and text), transcribed in shared/paper-figures.md.
-PAPER_SOURCE = "LatentBox paper, via shared/paper-figures.md ('Cost model')"
-_PAPER = f"paper ({PAPER_SOURCE})"
-_TRACE = "paper's trace facts (design.md, 'Workload facts from the paper')"
-PUBLISHED_SOURCES: dict[str, str] = {
-    "trace_months": f"{_TRACE}: 35-month trace; {_PAPER}: trace end March 2026 after 35 months",
-    "images_at_trace_end": f"{_TRACE}: 92.3 M images",
-    "new_images_per_month_at_trace_end": f"{_PAPER}: 3.76 M new images per month (steady state); {_TRACE}",
-    "requests_per_month": f"{_TRACE}: 2.07 B requests over 35 months",
-    "views_per_image_per_year": f"{_PAPER}: mean views per image 10.2 per year",
-    "image_bytes": f"{_PAPER}: average PNG (1024^2) 1.5 MB",
-    "latent_bytes": f"{_PAPER}: compressed latent (SD 3.5) 0.29 MB",
-    "storage_usd_per_gb_month": f"{_PAPER}: S3 Standard $0.023 per GB-month",
-    "archive_usd_per_gb_month": f"{_PAPER}: S3 Glacier Instant Retrieval $0.004 per GB-month",
-    "archive_retrieval_usd_per_gb": f"{_PAPER}: Glacier IR retrieval $0.01 per GB",
-    "archive_retrieval_usd_per_request": f"{_PAPER}: Glacier IR retrieval $0.0001 per request",
-    "archive_transition_usd_per_1000": f"{_PAPER}: no transition fee among its inputs (0)",
-    "archive_after_months": f"{_PAPER}: Glacier IR for objects older than 5 years (60 months)",
-    "read_decay_scale_days": ("derived from the paper's trace facts (the age-decay model the paper fitted on its "
-                              "trace is not published): latentzarr.traces.synth's decay law (SynthParams."
-                              "decay_scale_days), fitted to the published re-access intervals (BENCHMARKS.md, "
-                              "'Workload traces')"),
-    "read_decay_exponent": ("derived from the paper's trace facts, as read_decay_scale_days "
-                            "(SynthParams.decay_exponent)"),
-    "decode_trigger_rate": f"{_PAPER}: decode-trigger rate (share of reads that decode) 63.2%",
-    "gpu_utilization": f"{_PAPER}: decode cost = decodes x decode time x GPU price (only decode time is billed)",
-    "gpus": f"{_PAPER}: H100 $2.50 and RTX 5090 $0.69 per GPU-hour; decode time (SD 3.5) 40 ms",
-    "storage_price_decline_per_year": f"{_PAPER}: constant prices (OPTIMISTIC: 10%/yr)",
-    "archive_price_decline_per_year": f"{_PAPER}: constant prices (OPTIMISTIC: storage 10%/yr, archive included)",
-    "gpu_price_decline_per_year": f"{_PAPER}: constant prices (OPTIMISTIC: 20%/yr)",
-    "price_decline_from_year": f"{_PAPER}: prices fall 'from 2026'",
-    "catalogue_growth_per_year": f"{_PAPER}: steady state of 3.76 M new images per month after the trace",
-    "request_growth_per_year": "not used: reads after the trace follow views_per_image_per_year",
-    "trace_end_year": f"{_PAPER}: trace end March 2026 (2026.25)",
-    "tier_bytes": "not in the paper's model: no precision tiers (see latentzarr.sim.tiers and with_tiers)",
-    "tier_demoted_by_age": "not in the paper's model: no precision tiers",
-}
-
-TOLERANCE = 0.10  # the bar: within 10% of the paper's figure
-
-#: The paper's published results, each with what it measures. ``measure``: ``"normalised"`` (cumulative cost over
-#: ImgStore's cumulative cost at trace end), ``"saving_vs_imgstore"`` or ``"saving_vs_archive"`` (1 - ratio of the
-#: cumulative costs at that horizon). ``horizon``: ``"trace"`` (35 months) or ``"2050"`` (end of 2050);
-#: ``prices``: ``"constant"`` or ``"optimistic"`` (:data:`OPTIMISTIC_DECLINES`).
-PAPER_FIGURES: dict[str, dict[str, Any]] = {}
-
-
-def _figure(key: str, value: float, scenario: str, horizon: str, prices: str, measure: str = "normalised") -> None:
-    PAPER_FIGURES[key] = {"value": value, "scenario": scenario, "horizon": horizon, "prices": prices,
-                          "measure": measure, "source": PAPER_SOURCE}
-
-
-_figure("trace/RTX 5090", 0.40, "Latent-first (RTX 5090)", "trace", "constant")
-_figure("trace/H100", 0.91, "Latent-first (H100)", "trace", "constant")
-_figure("2050/ImgStore", 164.0, "ImgStore", "2050", "constant")
-_figure("2050/ImgStore+archive", 79.0, "ImgStore+archive", "2050", "constant")
-_figure("2050/RTX 5090", 49.0, "Latent-first (RTX 5090)", "2050", "constant")
-_figure("2050/H100", 88.0, "Latent-first (H100)", "2050", "constant")
-_figure("2050 optimistic/ImgStore", 40.0, "ImgStore", "2050", "optimistic")
-_figure("2050 optimistic/ImgStore+archive", 27.0, "ImgStore+archive", "2050", "optimistic")
-_figure("2050 optimistic/RTX 5090", 9.7, "Latent-first (RTX 5090)", "2050", "optimistic")
-_figure("2050/RTX 5090 saving vs ImgStore", 0.70, "Latent-first (RTX 5090)", "2050", "constant", "saving_vs_imgstore")
-_figure("2050/RTX 5090 saving vs archive", 0.39, "Latent-first (RTX 5090)", "2050", "constant", "saving_vs_archive")
-_figure("2050/H100 saving vs ImgStore", 0.46, "Latent-first (H100)", "2050", "constant", "saving_vs_imgstore")
-_figure("2050 optimistic/RTX 5090 saving vs ImgStore", 0.75, "Latent-first (RTX 5090)", "2050", "optimistic",
-        "saving_vs_imgstore")
-_figure("2050 optimistic/RTX 5090 saving vs archive", 0.64, "Latent-first (RTX 5090)", "2050", "optimistic",
-        "saving_vs_archive")
-
-
-# ---------------------------------------------------------------------------------------------------------------
 # The model
 
 
@@ -469,7 +413,9 @@ class CostSeries:
     ``monthly`` / ``cumulative`` map a scenario name to its array: ``"ImgStore"``, ``"ImgStore+archive"`` and one
     ``"Latent-first (<GPU>)"`` per GPU, then one ``"Latent-first + tiers (<GPU>)"`` per GPU when the inputs have a
     precision tier. ``catalogue`` (images, end of month) and ``requests`` (per month) are the workload, and
-    ``archived_reads`` the reads per month that land on archived images (the age-decay read model).
+    ``archived_reads`` the reads per month that land on archived images (the age-decay read model);
+    ``image_store_bytes`` the bytes ImgStore holds at the end of each month (latent-first holds
+    ``latent_bytes / image_bytes`` of it).
     ``parts`` splits every latent-first scenario into ``storage`` and ``gpu`` and the archive scenario into
     ``standard``, ``archive``, ``transition`` and ``retrieval`` (monthly dollars).
     """
@@ -481,6 +427,7 @@ class CostSeries:
     cumulative: dict[str, np.ndarray]
     parts: dict[str, dict[str, np.ndarray]]
     archived_reads: np.ndarray
+    image_store_bytes: np.ndarray
 
     @property
     def scenarios(self) -> list[str]:
@@ -526,8 +473,9 @@ def _trace_growth(inputs: CostInputs) -> float:
     return math.exp((lo + hi) / 2)
 
 
-def _workload(inputs: CostInputs, months: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Births, catalogue (end of month) and reads per month."""
+def _workload(inputs: CostInputs, months: int, bytes_growth: float | None = None
+              ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Births, catalogue (end of month), reads per month, and each month's images' bytes over a trace image's."""
     t = np.arange(1, months + 1, dtype=float)
     T = inputs.trace_months
     q = _trace_growth(inputs)
@@ -545,7 +493,38 @@ def _workload(inputs: CostInputs, months: int) -> tuple[np.ndarray, np.ndarray, 
         requests[~inside] = catalogue[~inside] * inputs.views_per_image_per_year / 12.0
     else:
         requests[~inside] = inputs.requests_per_month * (1 + inputs.request_growth_per_year) ** after
-    return births, catalogue, requests
+    g = inputs.bytes_growth_per_year() if bytes_growth is None else bytes_growth
+    size = np.ones(months)
+    size[~inside] = (1 + g) ** after
+    return births, catalogue, requests, size
+
+
+@functools.lru_cache(maxsize=256)
+def _bytes_growth(inputs: CostInputs) -> float:
+    if inputs.working_set_cagr is None:
+        return 0.0
+    T = inputs.trace_months
+    months = T if inputs.working_set_cagr_until_year + 1 <= inputs.trace_end_year else months_until(
+        inputs, inputs.working_set_cagr_until_year)
+    if months <= T:
+        raise ValueError(f"Expected working_set_cagr_until_year after the trace end ({inputs.trace_end_year:g}). "
+                         f"Got {inputs.working_set_cagr_until_year!r} instead.")
+    target = (1 + inputs.working_set_cagr) ** ((months - T) / 12.0)
+
+    def growth(log_g: float) -> float:
+        births, _, _, size = _workload(inputs, months, math.expm1(log_g))
+        volume = np.cumsum(births * size)
+        return volume[-1] / volume[T - 1]
+
+    lo, hi = math.log(0.01), math.log(100.0)  # growth() increases with log(1 + g)
+    if not growth(lo) <= target <= growth(hi):
+        raise ValueError(f"Expected a working_set_cagr reachable by growing the bytes per image (between "
+                         f"{growth(lo) ** (12 / (months - T)) - 1:.3g} and {growth(hi) ** (12 / (months - T)) - 1:.3g}"
+                         f" here). Got {inputs.working_set_cagr!r} instead.")
+    for _ in range(100):
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if growth(mid) < target else (lo, mid)
+    return math.expm1((lo + hi) / 2)
 
 
 def _price(p: float, decline: float, inputs: CostInputs, months: int) -> np.ndarray:
@@ -567,6 +546,11 @@ def archived_read_share(inputs: CostInputs, births: np.ndarray) -> np.ndarray:
     (``births``, images per month, month 1 first).
     """
     births = np.asarray(births, dtype=float)
+    return _archived_reads(inputs, births, np.ones(births.size))[0]
+
+
+def _archived_reads(inputs: CostInputs, births: np.ndarray, size: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Share of each month's reads on archived images, and those reads' mean bytes over a trace image's."""
     n = births.size
     ages = np.arange(n + 1, dtype=float) * DAYS_PER_MONTH
     survival = (1.0 + ages / inputs.read_decay_scale_days) ** -inputs.read_decay_exponent
@@ -574,7 +558,112 @@ def archived_read_share(inputs: CostInputs, births: np.ndarray) -> np.ndarray:
     old = weight.copy()
     old[: min(n, inputs.archive_after_months)] = 0.0
     total = np.convolve(births, weight)[:n]
-    return np.divide(np.convolve(births, old)[:n], total, out=np.zeros(n), where=total > 0)
+    old_count = np.convolve(births, old)[:n]
+    share = np.divide(old_count, total, out=np.zeros(n), where=total > 0)
+    mean_size = np.divide(np.convolve(births * size, old)[:n], old_count, out=np.ones(n), where=old_count > 0)
+    return share, mean_size
+
+
+def months_until(inputs: CostInputs, year: float) -> int:
+    """Months from the start of the trace to the end of calendar ``year`` (e.g. 2050 -> end of December 2050)."""
+    _check_number("year", year)
+    after = round((float(year) + 1.0 - inputs.trace_end_year) * 12.0)
+    months = inputs.trace_months + after
+    if months < 1:
+        raise ValueError(f"Expected a year at or after the trace start. Got {year!r} instead.")
+    return months
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The paper's inputs, where each comes from, and the paper's published results.
+
+PUBLISHED = CostInputs()
+
+#: The paper's optimistic price scenario: GPU prices fall 20% a year and storage 10% a year from 2026.
+OPTIMISTIC_DECLINES: dict[str, float] = {
+    "storage_price_decline_per_year": 0.10,
+    "archive_price_decline_per_year": 0.10,
+    "gpu_price_decline_per_year": 0.20,
+}
+OPTIMISTIC = PUBLISHED.replace(**OPTIMISTIC_DECLINES)
+
+#: How to cite the paper's cost section (its Table 5 and text), transcribed in shared/paper-figures.md.
+PAPER_SOURCE = "LatentBox paper, via shared/paper-figures.md ('Cost model')"
+_PAPER = f"paper ({PAPER_SOURCE})"
+_TRACE = "paper's trace facts (design.md, 'Workload facts from the paper')"
+PUBLISHED_SOURCES: dict[str, str] = {
+    "trace_months": f"{_TRACE}: 35-month trace; {_PAPER}: trace end March 2026 after 35 months",
+    "images_at_trace_end": f"{_TRACE}: 92.3 M images",
+    "new_images_per_month_at_trace_end": f"{_PAPER}: 3.76 M new images per month (steady state); {_TRACE}",
+    "requests_per_month": f"{_TRACE}: 2.07 B requests over 35 months",
+    "views_per_image_per_year": f"{_PAPER}: mean views per image 10.2 per year",
+    "image_bytes": f"{_PAPER}: average PNG (1024^2) 1.5 MB",
+    "latent_bytes": f"{_PAPER}: compressed latent (SD 3.5) 0.29 MB",
+    "storage_usd_per_gb_month": f"{_PAPER}: S3 Standard $0.023 per GB-month",
+    "archive_usd_per_gb_month": f"{_PAPER}: S3 Glacier Instant Retrieval $0.004 per GB-month",
+    "archive_retrieval_usd_per_gb": f"{_PAPER}: Glacier IR retrieval $0.01 per GB",
+    "archive_retrieval_usd_per_request": f"{_PAPER}: Glacier IR retrieval $0.0001 per request",
+    "archive_transition_usd_per_1000": f"{_PAPER}: no transition fee among its inputs (0)",
+    "archive_after_months": f"{_PAPER}: Glacier IR for objects older than 5 years (60 months)",
+    "read_decay_scale_days": ("derived from the paper's trace facts (the age-decay model the paper fitted on its "
+                              "trace is not published): latentzarr.traces.synth's decay law (SynthParams."
+                              "decay_scale_days), fitted to the published re-access intervals (BENCHMARKS.md, "
+                              "'Workload traces')"),
+    "read_decay_exponent": ("derived from the paper's trace facts, as read_decay_scale_days "
+                            "(SynthParams.decay_exponent)"),
+    "decode_trigger_rate": f"{_PAPER}: decode-trigger rate (share of reads that decode) 63.2%",
+    "gpu_utilization": f"{_PAPER}: decode cost = decodes x decode time x GPU price (only decode time is billed)",
+    "gpus": f"{_PAPER}: H100 $2.50 and RTX 5090 $0.69 per GPU-hour; decode time (SD 3.5) 40 ms",
+    "storage_price_decline_per_year": f"{_PAPER}: constant prices (OPTIMISTIC: 10%/yr)",
+    "archive_price_decline_per_year": f"{_PAPER}: constant prices (OPTIMISTIC: storage 10%/yr, archive included)",
+    "gpu_price_decline_per_year": f"{_PAPER}: constant prices (OPTIMISTIC: 20%/yr)",
+    "price_decline_from_year": f"{_PAPER}: prices fall 'from 2026'",
+    "catalogue_growth_per_year": f"{_PAPER}: steady state of 3.76 M new images per month after the trace",
+    "request_growth_per_year": "not used: reads after the trace follow views_per_image_per_year",
+    "working_set_cagr": (f"{_PAPER}: growth after the trace '3.76 M new images per month (12.7% CAGR of the "
+                         "cumulative working set)'; the working set is in bytes (the cache is '1% of the working "
+                         "set'), so with the image count steady the bytes per new image grow"),
+    "working_set_cagr_until_year": f"{_PAPER}: the projection runs to 2050",
+    "trace_end_year": f"{_PAPER}: trace end March 2026 (2026.25)",
+    "tier_bytes": "not in the paper's model: no precision tiers (see latentzarr.sim.tiers and with_tiers)",
+    "tier_demoted_by_age": "not in the paper's model: no precision tiers",
+}
+
+TOLERANCE = 0.10  # the bar: within 10% of the paper's figure
+
+#: The paper's published results, each with what it measures. ``measure``: ``"normalised"`` (cumulative cost over
+#: ImgStore's cumulative cost at trace end), ``"saving_vs_imgstore"`` or ``"saving_vs_archive"`` (1 - ratio of the
+#: cumulative costs at that horizon). ``horizon``: ``"trace"`` (35 months) or ``"2050"`` (end of 2050);
+#: ``prices``: ``"constant"`` or ``"optimistic"`` (:data:`OPTIMISTIC_DECLINES`).
+PAPER_FIGURES: dict[str, dict[str, Any]] = {}
+
+
+def _figure(key: str, value: float, scenario: str, horizon: str, prices: str, measure: str = "normalised") -> None:
+    PAPER_FIGURES[key] = {"value": value, "scenario": scenario, "horizon": horizon, "prices": prices,
+                          "measure": measure, "source": PAPER_SOURCE}
+
+
+_figure("trace/RTX 5090", 0.40, "Latent-first (RTX 5090)", "trace", "constant")
+_figure("trace/H100", 0.91, "Latent-first (H100)", "trace", "constant")
+_figure("2050/ImgStore", 164.0, "ImgStore", "2050", "constant")
+_figure("2050/ImgStore+archive", 79.0, "ImgStore+archive", "2050", "constant")
+_figure("2050/RTX 5090", 49.0, "Latent-first (RTX 5090)", "2050", "constant")
+_figure("2050/H100", 88.0, "Latent-first (H100)", "2050", "constant")
+_figure("2050 optimistic/ImgStore", 40.0, "ImgStore", "2050", "optimistic")
+_figure("2050 optimistic/ImgStore+archive", 27.0, "ImgStore+archive", "2050", "optimistic")
+_figure("2050 optimistic/RTX 5090", 9.7, "Latent-first (RTX 5090)", "2050", "optimistic")
+_figure("2050/RTX 5090 saving vs ImgStore", 0.70, "Latent-first (RTX 5090)", "2050", "constant", "saving_vs_imgstore")
+_figure("2050/RTX 5090 saving vs archive", 0.39, "Latent-first (RTX 5090)", "2050", "constant", "saving_vs_archive")
+_figure("2050/H100 saving vs ImgStore", 0.46, "Latent-first (H100)", "2050", "constant", "saving_vs_imgstore")
+_figure("2050 optimistic/RTX 5090 saving vs ImgStore", 0.75, "Latent-first (RTX 5090)", "2050", "optimistic",
+        "saving_vs_imgstore")
+_figure("2050 optimistic/RTX 5090 saving vs archive", 0.64, "Latent-first (RTX 5090)", "2050", "optimistic",
+        "saving_vs_archive")
+
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Costs
 
 
 def cost_series(inputs: CostInputs = PUBLISHED, months: int | None = None) -> CostSeries:
@@ -595,14 +684,16 @@ def cost_series(inputs: CostInputs = PUBLISHED, months: int | None = None) -> Co
     if isinstance(months, bool) or not isinstance(months, int | np.integer) or months < 1:
         raise ValueError(f"Expected months to be a whole number >= 1. Got {months!r} instead.")
     months = int(months)
-    births, catalogue, requests = _workload(inputs, months)
+    births, catalogue, requests, size = _workload(inputs, months)
+    volume = np.cumsum(births * size)  # stored images weighted by their bytes (trace image = 1)
     k = inputs.archive_after_months
     archived = np.zeros(months)
     moved = np.zeros(months)
     if k < months:
-        archived[k:] = catalogue[: months - k]
+        archived[k:] = volume[: months - k]
         moved[k:] = births[: months - k]
-    archived_reads = requests * archived_read_share(inputs, births)
+    share, read_size = _archived_reads(inputs, births, size)
+    archived_reads = requests * share
 
     p_std = _price(inputs.storage_usd_per_gb_month, inputs.storage_price_decline_per_year, inputs, months)
     arc_decline = inputs.archive_price_decline_per_year
@@ -615,16 +706,16 @@ def cost_series(inputs: CostInputs = PUBLISHED, months: int | None = None) -> Co
 
     monthly: dict[str, np.ndarray] = {}
     parts: dict[str, dict[str, np.ndarray]] = {}
-    monthly[IMGSTORE] = catalogue * img_gb * p_std
+    monthly[IMGSTORE] = volume * img_gb * p_std
     arc_parts = {
-        "standard": (catalogue - archived) * img_gb * p_std,
+        "standard": (volume - archived) * img_gb * p_std,
         "archive": archived * img_gb * p_arc,
         "transition": moved / 1000.0 * p_tr,
-        "retrieval": archived_reads * (img_gb * p_ret + p_req),
+        "retrieval": archived_reads * (read_size * img_gb * p_ret + p_req),
     }
     parts[ARCHIVE] = arc_parts
     monthly[ARCHIVE] = sum(arc_parts.values())
-    storage = catalogue * lat_gb * p_std
+    storage = volume * lat_gb * p_std
     decodes = requests * inputs.decode_trigger_rate
     for g in inputs.gpus:
         hours = decodes * g.decode_ms / MS_PER_HOUR / inputs.gpu_utilization
@@ -635,24 +726,15 @@ def cost_series(inputs: CostInputs = PUBLISHED, months: int | None = None) -> Co
         shares = np.asarray(inputs.tier_demoted_by_age, dtype=float)
         by_age = np.full(months, shares[-1])
         by_age[: min(months, len(shares))] = shares[:months]
-        at_tier = np.convolve(births, by_age)[:months]  # images at the tier at the end of each month
+        at_tier = np.convolve(births * size, by_age)[:months]  # images at the tier at the end of each month
         tier_storage = storage - at_tier * (inputs.latent_bytes - inputs.tier_bytes) / GB * p_std
         for g in inputs.gpus:
             gpu = parts[latent_name(g)]["gpu"]
             parts[tier_name(g)] = {"storage": tier_storage, "gpu": gpu}
             monthly[tier_name(g)] = tier_storage + gpu
     cumulative = {name: np.cumsum(v) for name, v in monthly.items()}
-    return CostSeries(months, catalogue, requests, monthly, cumulative, parts, archived_reads)
-
-
-def months_until(inputs: CostInputs, year: float) -> int:
-    """Months from the start of the trace to the end of calendar ``year`` (e.g. 2050 -> end of December 2050)."""
-    _check_number("year", year)
-    after = round((float(year) + 1.0 - inputs.trace_end_year) * 12.0)
-    months = inputs.trace_months + after
-    if months < 1:
-        raise ValueError(f"Expected a year at or after the trace start. Got {year!r} instead.")
-    return months
+    return CostSeries(months, catalogue, requests, monthly, cumulative, parts, archived_reads,
+                      volume * inputs.image_bytes)
 
 
 def headline_ratios(inputs: CostInputs = PUBLISHED, *, horizon_year: float = 2050) -> dict[str, Any]:
