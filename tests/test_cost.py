@@ -381,6 +381,10 @@ def test_bad_gpu_months_and_settings_raise() -> None:
         parse_setting("storage")
     with pytest.raises(ValueError, match="CostInputs field"):
         parse_setting("nope=1")
+    assert parse_setting("working_set_cagr=none") == ("working_set_cagr", None)
+    assert parse_setting("views_per_image_per_year=None") == ("views_per_image_per_year", None)
+    with pytest.raises(ValueError, match="only views_per_image_per_year, working_set_cagr take 'none'"):
+        parse_setting("decode_trigger_rate=none")
     with pytest.raises(ValueError, match="NAME:USD_PER_HOUR:DECODE_MS"):
         parse_gpu("H100:2")
     assert parse_gpu("RTX 4090:0.34:67") == Gpu("RTX 4090", 0.34, 67.0)

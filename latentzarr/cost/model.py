@@ -745,11 +745,12 @@ def headline_ratios(inputs: CostInputs = PUBLISHED, *, horizon_year: float = 205
     dict
         ``{"trace_period": {...}, "horizon": {...}}``; each has ``months``, ``total_usd`` (scenario -> dollars),
         ``ratio_to_imgstore`` and ``saving_vs_imgstore`` (1 - ratio), ``saving_vs_archive`` (against ImgStore with
-        archive tiering), ``normalised`` (total over ImgStore's total at trace end, the paper's unit), and
+        archive tiering), ``normalised`` (total over ImgStore's total at trace end at constant prices, the
+        paper's unit), and
         ``gpu_share`` (GPU part of each latent-first total).
     """
     out: dict[str, Any] = {}
-    norm = cost_series(inputs).total(IMGSTORE)
+    norm = cost_series(inputs.replace(**dict.fromkeys(OPTIMISTIC_DECLINES, 0.0))).total(IMGSTORE)
     for key, months in (("trace_period", inputs.trace_months), ("horizon", months_until(inputs, horizon_year))):
         s = cost_series(inputs, months)
         totals = {name: s.total(name) for name in s.scenarios}
@@ -840,6 +841,7 @@ def sensitivity(
             "storage_price_decline_per_year": [0.0, 0.05, 0.1],
             "catalogue_growth_per_year": [0.0, 0.2],
             "views_per_image_per_year": [5.1, 10.2, 20.4],
+            "working_set_cagr": [0.11, 0.127, 0.15],
             "gpu_utilization": [0.5, 1.0],
         }
     names = {f.name for f in fields(CostInputs)}

@@ -37,8 +37,14 @@ MEASURED_DEFAULTS: dict[str, dict[str, Any]] = {
 }
 
 
+_OPTIONAL = ("views_per_image_per_year", "working_set_cagr")  # fields that take None
+
+
 def parse_setting(text: str) -> tuple[str, Any]:
-    """``"storage_usd_per_gb_month=0.02"`` -> ``("storage_usd_per_gb_month", 0.02)`` (ints stay ints)."""
+    """``"storage_usd_per_gb_month=0.02"`` -> ``("storage_usd_per_gb_month", 0.02)`` (ints stay ints).
+
+    ``none`` turns off ``views_per_image_per_year`` (flat reads) or ``working_set_cagr`` (steady bytes per image).
+    """
     name, sep, value = text.partition("=")
     if not sep or not name.strip():
         raise ValueError(f"Expected FIELD=VALUE, e.g. storage_usd_per_gb_month=0.02. Got {text!r} instead.")
@@ -46,6 +52,11 @@ def parse_setting(text: str) -> tuple[str, Any]:
     if name == "gpus" or name not in CostInputs.__dataclass_fields__:
         raise ValueError(f"Expected a CostInputs field (see `CostInputs` docs; use --gpu for GPUs). Got {name!r} "
                          "instead.")
+    if value.strip().lower() == "none":
+        if name not in _OPTIONAL:
+            raise ValueError(f"Expected a number for {name} (only {', '.join(_OPTIONAL)} take 'none'). Got "
+                             f"{value!r} instead.")
+        return name, None
     try:
         number: Any = int(value) if name in ("trace_months", "archive_after_months") else float(value)
     except ValueError:
@@ -189,14 +200,17 @@ def format_report(doc: dict[str, Any]) -> str:
 
 
 def write_plot(inputs: CostInputs, path: str | Path, *, horizon_year: float = 2050) -> Path:
-    """Two panels: cumulative cost over the trace period and to ``horizon_year``."""
+    """Three panels: cumulative cost over the trace period, to ``horizon_year``, and to it at falling prices
+    (:data:`latentzarr.cost.OPTIMISTIC_DECLINES`)."""
     from latentzarr.cost.plot import plot_cumulative
 
     months = months_until(inputs, horizon_year)
     start = inputs.trace_end_year - inputs.trace_months / 12.0
     return plot_cumulative(
         [(f"trace period ({inputs.trace_months} months)", cost_series(inputs)),
-         (f"projection to {horizon_year:g}", cost_series(inputs, months))],
+         (f"projection to {horizon_year:g}", cost_series(inputs, months)),
+         (f"to {horizon_year:g}, GPU -20%/yr, storage -10%/yr", cost_series(inputs.replace(**OPTIMISTIC_DECLINES),
+                                                                         months))],
         path,
         start_year=start,
     )
