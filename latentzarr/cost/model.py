@@ -511,9 +511,11 @@ def _bytes_growth(inputs: CostInputs) -> float:
                          f"Got {inputs.working_set_cagr_until_year!r} instead.")
     target = (1 + inputs.working_set_cagr) ** ((months - T) / 12.0)
 
+    births = _workload(inputs, months, 0.0)[0]
+    years_after = np.maximum(0.0, np.arange(1, months + 1, dtype=float) - T) / 12.0
+
     def growth(log_g: float) -> float:
-        births, _, _, size = _workload(inputs, months, math.expm1(log_g))
-        volume = np.cumsum(births * size)
+        volume = np.cumsum(births * np.exp(log_g * years_after))
         return volume[-1] / volume[T - 1]
 
     lo, hi = math.log(0.01), math.log(100.0)  # growth() increases with log(1 + g)
