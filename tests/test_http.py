@@ -147,11 +147,11 @@ def test_etag_and_304(http, store_url):
     sha = LatentStore.open(store_url).record(SMALL[2])["latent_sha256"]
     r = http.get(img_path(SMALL[2]), params={"format": "webp"})
     etag = r.headers["etag"]
-    assert r.status_code == 200 and sha[:40] in etag and etag.startswith('"')
+    assert r.status_code == 200 and sha[:40] in etag and etag.startswith('W/"')  # weak: see test_http_renditions
     other = http.get(img_path(SMALL[2]), params={"format": "webp", "size": 32}).headers["etag"]
     assert other != etag and sha[:40] in other
     assert http.get(img_path(SMALL[3]), params={"format": "webp"}).headers["etag"] != etag
-    for header in (etag, f"W/{etag}", f'"nope", {etag}', "*"):
+    for header in (etag, etag.removeprefix("W/"), f'"nope", {etag}', "*"):
         r304 = http.get(img_path(SMALL[2]), params={"format": "webp"}, headers={"If-None-Match": header})
         assert r304.status_code == 304 and r304.content == b"" and r304.headers["etag"] == etag
         assert "cache-control" in r304.headers

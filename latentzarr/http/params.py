@@ -181,11 +181,13 @@ def negotiate_format(accept: str | None, default: str = DEFAULT_FORMAT) -> str:
 
 
 def resolve_rendition(options: Mapping[str, Any], accept: str | None = None,
-                      names: Mapping[str, str] | None = None) -> tuple[Rendition, bool]:
+                      names: Mapping[str, str] | None = None, *, strict_quality: bool = True,
+                      ) -> tuple[Rendition, bool]:
     """``(rendition, negotiated)`` of an options dict: ``dpr`` multiplies ``width``/``height``/``size``, and
     ``format=auto`` is negotiated from ``accept`` (``negotiated`` True: the response must say ``Vary: Accept``;
     a quality is then dropped for png). ``names`` maps option keys to the parameter names the client used, for
-    errors. Raises :class:`ParameterError`."""
+    errors. ``strict_quality=False`` drops a quality for png silently (imgproxy does; and a preset's quality
+    when the request chose png) instead of refusing it. Raises :class:`ParameterError`."""
     names = {k: k for k in OPTION_KEYS} | dict(names or {})
     fmt = options.get("format", DEFAULT_FORMAT)
     negotiated = fmt == "auto"
@@ -193,7 +195,7 @@ def resolve_rendition(options: Mapping[str, Any], accept: str | None = None,
         fmt = negotiate_format(accept)
     quality = options.get("quality")
     if quality is not None and fmt == "png":
-        if not negotiated:
+        if strict_quality and not negotiated:
             raise ParameterError(names["quality"], f"Expected no {names['quality']} for png (it is lossless). Got "
                                                    f"{quality!r} instead; use webp, jpeg or avif for a quality.")
         quality = None
