@@ -363,8 +363,8 @@ def test_gallery_renders_thumbnails_in_chromium(base, tmp_path):
                     " return t.length === 8 && t.every(i => i.complete && i.naturalWidth > 0); }", timeout=120_000)
                 thumbs = page.eval_on_selector_all(
                     "img.thumb", "ts => ts.slice(0, 8).map(i => [i.currentSrc, i.naturalWidth, i.loading, i.srcset])")
-                for src, width, loading, srcset in thumbs:
-                    assert dpr in src and "format=auto" in src and width == side, (scale, src, width)
+                for src, width, loading, srcset in thumbs:  # naturalWidth is in css px: pixels / density
+                    assert dpr in src and "format=auto" in src and width == side / scale, (scale, src, width)
                     assert loading == "lazy" and " 1x," in srcset and srcset.endswith(" 2x")
                 page.close()
         finally:

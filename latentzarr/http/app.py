@@ -53,6 +53,7 @@ from typing import Any
 
 import numpy as np
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
@@ -543,6 +544,16 @@ async def _on_parameter(request: Request, exc: Exception) -> Response:
     return _problem(exc.status, error, exc.detail, parameter=exc.parameter)
 
 
+async def _on_http(request: Request, exc: Exception) -> Response:
+    """Starlette's own errors (no route matched, method not allowed) as JSON problems like every other error."""
+    assert isinstance(exc, HTTPException)
+    if exc.status_code == 404:
+        return _problem(404, "not_found", "Expected /v1/images/..., an imgproxy-style "
+                        "/{signature}/{options}/plain/{id}@{extension} or another documented route. Got another path "
+                        "instead.")
+    return _problem(exc.status_code, "http_error", str(exc.detail), headers=exc.headers)
+
+
 async def _on_invalid(request: Request, exc: Exception) -> Response:
     parameter = "id" if isinstance(exc, InvalidIdError) else "format"
     return _problem(422, "invalid_parameter", str(exc), parameter=parameter)
@@ -590,6 +601,7 @@ def _exception_handlers() -> dict[Any, Callable]:
     from latentzarr.cluster import ReadFailedError
 
     return {
+        HTTPException: _on_http,
         ParameterError: _on_parameter,
         ReadFailedError: _on_unavailable,
         LatentZarrError: _on_library,
