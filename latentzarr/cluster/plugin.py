@@ -343,9 +343,10 @@ class LatentWorkerPlugin(WorkerPlugin):
             self._owner_call(owner, "latentzarr_admit", image_id=image_id, key=key, image=to_serialize(data),
                              latent=to_serialize(latent) if fetch_ms is not None else None,
                              decode_ms=decode_ms, fetch_ms=fetch_ms)
-        elif self._admit(image_id, key, data, latent if fetch_ms is not None else None, decode_ms, fetch_ms) \
-                and source is not None and source != key:
-            self._admit(image_id, source, render_image(pixels, Rendition()), None, None, None)
+        else:
+            self._admit(image_id, key, data, latent if fetch_ms is not None else None, decode_ms, fetch_ms)
+            if source is not None and source != key and self.cache.where(key) == "image":  # promoted just now
+                self._admit(image_id, source, render_image(pixels, Rendition()), None, None, None)
         return data
 
     def _admit(self, image_id: str, key: str | None, image: bytes | None, latent: Any,
