@@ -106,7 +106,7 @@ def test_rendition_normalises_equal_requests():
     r = Rendition.parse("webp", 512, 80)
     assert (r.token, r.media_type) == ("webp-s512-q80", "image/webp")
     assert Rendition.parse().token == "png"
-    assert MEDIA_TYPES == {"png": "image/png", "webp": "image/webp", "jpeg": "image/jpeg"}
+    assert MEDIA_TYPES == {"png": "image/png", "webp": "image/webp", "jpeg": "image/jpeg", "avif": "image/avif"}
 
 
 def test_pixel_digest(photo):
@@ -132,3 +132,72 @@ def test_image_helpers_do_not_import_torch():
         "assert 'torch' not in sys.modules, 'torch imported'"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+# ---------------------------------------------------------------------------------------------- width/height/fit
+@pytest.mark.parametrize(("options", "source", "resized", "crop"), [
+    ({"width": 300, "height": 300}, (512, 768), (200, 300), None),  # fit inside, aspect kept
+    ({"width": 300}, (512, 768), (200, 300), None),  # one side: the other follows the aspect ratio
+    ({"height": 1000}, (512, 768), (512, 768), None),  # never enlarged by default
+    ({"width": 1536, "enlarge": True}, (512, 768), (1024, 1536), None),
+    ({"width": 300, "height": 300, "fit": "fill"}, (512, 768), (300, 450), (0, 75, 300, 300)),
+    ({"width": 300, "height": 300, "fit": "fill", "gravity": "we"}, (512, 768), (300, 450), (0, 0, 300, 300)),
+    ({"width": 300, "height": 300, "fit": "fill", "gravity": "soea"}, (512, 768), (300, 450), (0, 150, 300, 300)),
+    ({"width": 300, "height": 100, "fit": "fill", "gravity": "no"}, (768, 512), (450, 300), (0, 0, 100, 300)),
+    ({"width": 300, "height": 100, "fit": "fill", "gravity": "so"}, (768, 512), (450, 300), (350, 0, 100, 300)),
+    ({"width": 1000, "height": 1000, "fit": "fill"}, (512, 768), (512, 768), None),  # no enlarge, no crop
+    ({"width": 1000, "height": 1000, "fit": "fill-down"}, (512, 768), (512, 768), (0, 128, 512, 512)),
+    ({"width": 1000, "height": 300, "fit": "fill-down"}, (512, 768), (512, 768), (141, 0, 230, 768)),
+    ({"width": 100, "height": 1000, "fit": "force"}, (512, 768), (512, 100), None),
+    ({"width": 100, "fit": "force"}, (512, 768), (512, 100), None),
+    ({"width": 300, "height": 100, "fit": "auto"}, (512, 768), (200, 300), (50, 0, 100, 300)),  # same: fill
+    ({"width": 200, "height": 300, "fit": "auto"}, (512, 768), (133, 200), None),  # other orientation: fit
+])
+def test_plan_follows_imgproxy_resizing_types(options, source, resized, crop):
+    rendition = Rendition.parse("png", **options)
+    assert rendition.plan(*source) == (resized, crop)
+    pixels = np.zeros((*source, 3), np.uint8)
+    out = _open(encode_image(pixels, rendition))
+    assert out.size[::-1] == (resized if crop is None else crop[2:])
+
+
+def test_fill_crops_where_gravity_says(photo):
+    # a picture that is white on its top half only: a north crop is white, a south crop is black
+    pixels = np.zeros((256, 128, 3), np.uint8)
+    pixels[:128] = 255
+    north = np.asarray(_open(encode_image(pixels, Rendition.parse("png", width=64, height=32, fit="fill",
+                                                                   gravity="no"))))
+    south = np.asarray(_open(encode_image(pixels, Rendition.parse("png", width=64, height=32, fit="fill",
+                                                                   gravity="so"))))
+    assert north.min() == 255 and south.max() == 0
+
+
+def test_avif_is_written_and_deterministic(photo):
+    data = encode_image(photo, "avif", quality=50)
+    image = _open(data)
+    assert image.format == "AVIF" and image.size == (192, 256)
+    assert encode_image(photo.copy(), "avif", quality=50) == data
+
+
+def test_rendition_tokens_keep_old_renditions_and_normalise_new_ones():
+    assert Rendition.parse("webp", 512, 80).token == "webp-s512-q80"  # cache and task keys of old renditions
+    r = Rendition.parse("avif", width=300, height=200, fit="fill-down", gravity="nowe", enlarge=True)
+    assert r.token == "avif-w300-h200-rfilldown-gnowe-el-q65"
+    # options that cannot change the picture are dropped, so equal pictures share a key
+    assert Rendition.parse("png", width=300, fit="fill", gravity="no") == Rendition.parse("png", width=300)
+    assert Rendition.parse("png", width=0, height=0, fit="fill", enlarge=True) == Rendition.parse("png")
+    assert Rendition.parse("png", width=300, height=300, fit="fit", gravity="so").gravity == "ce"
+
+
+@pytest.mark.parametrize(("kwargs", "match"), [
+    ({"fit": "squash", "width": 3}, "fit to be one of"),
+    ({"gravity": "sm", "width": 3}, "gravity to be one of"),
+    ({"width": -1}, "width to be None or an int from 0"),
+    ({"height": 10**6}, "height to be None or an int"),
+    ({"size": 64, "width": 32}, "either size or width/height"),
+    ({"width": 3, "enlarge": "yes"}, "enlarge to be True or False"),
+])
+def test_bad_geometry_is_refused(kwargs, match):
+    size = kwargs.pop("size", None)
+    with pytest.raises(InvalidRenditionError, match=match):
+        Rendition.parse("png", size, **kwargs)

@@ -34,21 +34,45 @@ from latentzarr.http.limits import DEFAULT_BURST, DEFAULT_MAX_BODY, DEFAULT_MAX_
 @click.option("--token-file", type=click.Path(exists=True, dir_okay=False), default=None,
               help=f"File holding a bearer token that every route but /healthz, /openapi.json and the gallery page "
               f"requires (default: ${TOKEN_ENV} if set, else no token). Never pass a token itself as an argument.")
+@click.option("--signing-key", "signing_keys", multiple=True, metavar="HEX",
+              help="imgproxy URL signing key, hex (repeatable; paired with --signing-salt by order: the first pair "
+              "signs, every pair verifies). Unsigned imgproxy-style URLs then get 403.")
+@click.option("--signing-salt", "signing_salts", multiple=True, metavar="HEX",
+              help="imgproxy URL signing salt, hex (repeatable, one per --signing-key).")
+@click.option("--presets", "presets", type=click.Path(exists=True, dir_okay=False), default=None, metavar="FILE",
+              help="Named renditions, JSON or TOML (.toml): name -> options (w, h, fit, gravity, dpr, q, format); "
+              "used as preset=NAME or pr:NAME.")
+@click.option("--presets-only", is_flag=True, default=False,
+              help="Serve presets only: any other rendition option gets 403 (arbitrary renditions make the "
+              "workers decode and cache without end).")
 @click.option("--log-level", type=click.Choice(["critical", "error", "warning", "info", "debug"]),
               default="warning", show_default=True)
 @one_line_errors
 def serve(store: str, host: str, port: int, address: str | None, n_workers: int | None, threads_per_worker: int,
           cache_mib: int, rate_limit: float, burst: int, max_body: int, max_url: int, token_file: str | None,
+          signing_keys: tuple[str, ...], signing_salts: tuple[str, ...], presets: str | None, presets_only: bool,
           log_level: str) -> None:
     """Serve STORE's pictures over HTTP (GET /v1/images/{id}) with a gallery page at /, until Ctrl-C."""
     from latentzarr.http.auth import load_token
     from latentzarr.http.server import serve as run
 
     token = load_token(token_file)
+    if presets_only and presets is None:
+        raise click.UsageError("Expected --presets FILE with --presets-only. Got no presets file.")
+    from latentzarr.http.imgproxy import Signer
+    from latentzarr.http.presets import load_presets
+
+    try:
+        if signing_keys or signing_salts:
+            Signer(signing_keys, signing_salts)  # refuse bad keys before starting a cluster
+        loaded = load_presets(presets) if presets is not None else None
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
     try:
         run(store, host=host, port=port, address=address, n_workers=n_workers,
             threads_per_worker=threads_per_worker, cache_bytes=cache_mib * 2**20, echo=click.echo,
             log_level=log_level, rate_limit=rate_limit or None, burst=burst, max_body=max_body, max_url=max_url,
-            token=token)
+            token=token, signing_keys=signing_keys, signing_salts=signing_salts, presets=loaded,
+            presets_only=presets_only)
     except (OSError, RuntimeError) as exc:
         raise click.ClickException(str(exc).splitlines()[0]) from exc

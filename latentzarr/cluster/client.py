@@ -124,11 +124,14 @@ class LatentClient:
 
     # ------------------------------------------------------------------------------------------ reads
     async def _read(self, image_id: str, format: str = "png", size: int | None = None,
-                    quality: int | None = None) -> bytes:
+                    quality: int | None = None, rendition: Any = None) -> bytes:
         from latentzarr.models.images import Rendition
 
         validate_id(image_id)
-        rendition = Rendition.parse(format, size, quality)
+        if rendition is None:
+            rendition = Rendition.parse(format, size, quality)
+        elif not isinstance(rendition, Rendition):
+            raise TypeError(f"Expected rendition as a Rendition. Got {type(rendition).__name__} instead.")
         owner = await self._owner(image_id)
         try:
             hit = await asyncio.wait_for(
@@ -176,13 +179,14 @@ class LatentClient:
             fut.release()
 
     def read(self, image_id: str, format: str = "png", size: int | None = None,
-             quality: int | None = None) -> bytes:
-        """Encoded picture of ``image_id`` (PNG / WebP / JPEG, longest side bounded by ``size`` px).
+             quality: int | None = None, *, rendition: Any = None) -> bytes:
+        """Encoded picture of ``image_id`` (PNG / WebP / JPEG / AVIF, longest side bounded by ``size`` px); or give
+        a whole :class:`~latentzarr.models.images.Rendition` (width/height/fit/gravity...) as ``rendition``.
 
         Raises :class:`~latentzarr.errors.UnknownIdError` for an id not in the store, ``InvalidRenditionError``
         for a bad format/size/quality, :class:`ReadFailedError` when the cluster cannot complete it.
         """
-        return self._sync(self._read, image_id, format, size, quality)
+        return self._sync(self._read, image_id, format, size, quality, rendition)
 
     async def _read_many(self, ids: Sequence[str], format: str, size: int | None, quality: int | None) -> list:
         return list(await asyncio.gather(*(self._read(i, format, size, quality) for i in ids)))

@@ -11,6 +11,11 @@ registers the worker RPC handlers the client and other workers call directly (no
 ``latentzarr_stats``   this worker's counters
 =====================  =======================================================================================
 
+Renditions share one decode: when a read decodes an id for a resized or lossy rendition and the cache keeps it,
+the full-size PNG (the ``png`` rendition) is kept beside it (``keep_source``), and a later read of another
+rendition of that id, on the owner, resizes and encodes that picture instead of decoding again (counted in
+``resized``, not ``decodes``).
+
 Under faults: a store that fails transiently is retried by the store itself (bounded), then the read raises
 :class:`~latentzarr.errors.StoreUnavailableError` (retryable); cached pictures and latents are still served while
 the store is down. A worker whose store could not be opened at start-up opens it at its first read. Above
@@ -92,6 +97,10 @@ class LatentWorkerPlugin(WorkerPlugin):
         ``distributed.worker.memory.spill`` fraction, which comes before the *pause* fraction; False: never).
         The plugin's memory is unmanaged to Dask, so without this a worker over its limit is paused and then
         restarted, losing the cache anyway and failing the reads in flight.
+    keep_source
+        Keep the full-size PNG of an id beside a resized or lossy rendition the cache keeps, so other renditions
+        of that id are a resize + encode rather than a decode (costs a PNG encode per cached decode, and its
+        bytes in the image tier).
     """
 
     name = PLUGIN_NAME
@@ -101,7 +110,8 @@ class LatentWorkerPlugin(WorkerPlugin):
                  cache_bytes: int = DEFAULT_CACHE_BYTES, cache_options: Mapping[str, Any] | None = None,
                  model: str | None = None, device: str | None = None, max_batch: int = 8,
                  max_wait_ms: float = 2.0, torch_threads: int | None = None,
-                 faults: FaultInjector | None = None, shed_at: float | bool | None = None) -> None:
+                 faults: FaultInjector | None = None, shed_at: float | bool | None = None,
+                 keep_source: bool = True) -> None:
         if not isinstance(cache_bytes, int) or cache_bytes < 0:
             raise ValueError(f"Expected cache_bytes as an int >= 0. Got {cache_bytes!r} instead.")
         if max_batch < 1 or max_wait_ms < 0:
@@ -122,6 +132,7 @@ class LatentWorkerPlugin(WorkerPlugin):
         if shed_at is not False and not 0 < float(shed_at) <= 1:
             raise ValueError(f"Expected shed_at in (0, 1], None or False. Got {shed_at!r} instead.")
         self.shed_at = False if shed_at is False else float(shed_at)
+        self.keep_source = bool(keep_source)
         self.worker: Worker | None = None
         self._store: LatentStore | None = None
 
@@ -152,7 +163,7 @@ class LatentWorkerPlugin(WorkerPlugin):
         self._mutex = threading.Lock()
         self.counters = dict.fromkeys(
             ("reads", "decodes", "store_fetches", "spilled", "writebacks", "owner_unreachable", "sheds",
-             "invalidated"), 0)
+             "invalidated", "resized"), 0)
         worker.handlers.update({
             "latentzarr_image": self._h_image,
             "latentzarr_latent": self._h_latent,
@@ -294,7 +305,7 @@ class LatentWorkerPlugin(WorkerPlugin):
         Runs in a task thread, on the owner or, after stealing, on another worker; either way the latent and
         the picture are offered to the *owner's* cache, so each id is cached on one worker only.
         """
-        from latentzarr.models.images import encode_image
+        from latentzarr.models.images import Rendition, render_image
 
         self._count("reads")
         here = self.worker.address
@@ -306,6 +317,14 @@ class LatentWorkerPlugin(WorkerPlugin):
         cached = None if remote else self.cache.peek_image(key)  # finished by a read that ran before this one
         if cached is not None:
             return cached
+        source = cache_key(image_id, Rendition()) if self.keep_source else None
+        picture = None if remote or source == key else self.cache.peek_image(source)
+        if picture is not None:  # another rendition of this id is cached with its full-size picture
+            data = render_image(_png_pixels(picture), rendition)
+            self._count("resized")
+            if self._store is None or image_id not in self._store.moved_since(version):
+                self._admit(image_id, key, data, None, None, None)
+            return data
         # The latent tier keeps the stored chunk, compressed (1.2-1.6x more latents per byte); unpacking it
         # costs < 1 ms, and it travels to a spilled read's worker in that form too.
         latent = self._owner_call(owner, "latentzarr_latent", image_id=image_id) if remote \
@@ -317,7 +336,7 @@ class LatentWorkerPlugin(WorkerPlugin):
         pixels = self.batcher_for(image_id).decode(unpack_latent(image_id, latent))
         decode_ms = (time.perf_counter() - t0) * 1000
         self._count("decodes")
-        data = encode_image(pixels, rendition.format, rendition.size, rendition.quality)
+        data = render_image(pixels, rendition)
         if self._store is not None and image_id in self._store.moved_since(version):
             return data  # the id moved while this read ran: what it decoded may be the old latent, so cache nothing
         if remote:
@@ -326,6 +345,8 @@ class LatentWorkerPlugin(WorkerPlugin):
                              decode_ms=decode_ms, fetch_ms=fetch_ms)
         else:
             self._admit(image_id, key, data, latent if fetch_ms is not None else None, decode_ms, fetch_ms)
+            if source is not None and source != key and self.cache.where(key) == "image":  # promoted just now
+                self._admit(image_id, source, render_image(pixels, Rendition()), None, None, None)
         return data
 
     def _admit(self, image_id: str, key: str | None, image: bytes | None, latent: Any,
@@ -390,6 +411,17 @@ def unpack_latent(image_id: str, latent: EncodedLatent) -> np.ndarray:
     except CorruptDataError as exc:
         raise CorruptDataError(f"Expected an intact stored latent for image id {image_id!r}. Got a damaged chunk "
                                f"instead ({exc}). Restore its shard from a backup, or re-ingest the image.") from exc
+
+
+def _png_pixels(data: bytes) -> np.ndarray:
+    """uint8 (H, W, 3) pixels of PNG bytes."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    with Image.open(io.BytesIO(data)) as image:
+        return np.asarray(image.convert("RGB"))
 
 
 def cache_key(image_id: str, rendition: Rendition) -> str:

@@ -5,8 +5,12 @@ Routes (see :func:`latentzarr.http.openapi.openapi_document` for the full contra
 ==============================  ===========================================================================
 ``GET /``                       the gallery page (plain HTML/CSS/JS under ``/static``)
 ``GET /v1/images``              paged listing (``offset``, ``limit``)
-``GET /v1/images/{id}``         one picture: ``format`` png/webp/jpeg, ``size`` 16..4096 (longest side),
-                                ``quality`` 1..100; ``ETag`` + ``Cache-Control``; ``304`` on ``If-None-Match``
+``GET /v1/images/{id}``         one picture: ``format`` png/webp/jpeg/avif/auto, ``w``, ``h``, ``fit``,
+                                ``gravity``, ``dpr``, ``q``, ``preset`` (or ``size`` 16..4096, longest side,
+                                and ``quality``); weak ``ETag``, ``Last-Modified``, ``Cache-Control``; ``304``
+                                on ``If-None-Match`` / ``If-Modified-Since``; ``HEAD`` too
+``GET /{sig}/{opts}/plain/{id}``  the same picture through an imgproxy-style URL (:mod:`latentzarr.http.imgproxy`),
+                                ``@png|webp|jpg|avif`` after the id; signed when signing keys are set
 ``GET /v1/images/{id}/latent``  the stored latent as ``.npy`` (bfloat16 widened to float32, losslessly)
 ``GET /v1/images/{id}/meta``    metadata: model, latent shape/dtype, precision, digests, stored bytes
 ``GET /healthz``                liveness of the cluster and the store
@@ -24,22 +28,32 @@ gallery page and its assets (401 with ``WWW-Authenticate: Bearer``); the page as
 as a header.
 
 Errors are JSON ``{"error", "detail", ...}``, never a stack trace: unknown id 404; bad parameter 422 naming it
-(``"parameter"``); cluster or store unavailable 503 with ``Retry-After``; refused by a limit 401/413/414/429.
+(``"parameter"``); a missing or wrong URL signature, or a rendition other than a preset on a presets-only
+server, 403 naming it; cluster or store unavailable 503 with ``Retry-After``; refused by a limit 401/413/414/429.
+
+Caching behind a CDN: image ETags are **weak** (``W/"<latent digest>.<rendition>"``): a decode is bit-exact only
+for one decoder setup, and the workers batch decodes by load, so two decodes of one URL may differ by a level in a
+few pixels. ``Last-Modified`` is the id's ingest time. No response says ``immutable``: the lifecycle policy may move
+an id to a lossy precision mode, which changes its latent and its pictures (and their ETags). A ``format=auto``
+response says ``Vary: Accept``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import io
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from email.utils import format_datetime, parsedate_to_datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
@@ -54,6 +68,7 @@ from latentzarr.errors import (
     UnknownIdError,
 )
 from latentzarr.http.auth import BearerAuth, validate_token
+from latentzarr.http.imgproxy import Signer, parse_imgproxy_path
 from latentzarr.http.limits import (
     DEFAULT_BURST,
     DEFAULT_MAX_BODY,
@@ -68,13 +83,16 @@ from latentzarr.http.metrics import CONTENT_TYPE, ROUTE_KEY, HttpMetrics, Metric
 from latentzarr.http.openapi import openapi_document
 from latentzarr.http.params import (
     IMAGES_PREFIX,
+    NATIVE_NAMES,
     ParameterError,
     etag_matches,
     image_etag,
     parse_id_path,
+    parse_options,
     parse_page,
-    parse_rendition,
+    resolve_rendition,
 )
+from latentzarr.http.presets import check_presets, load_presets
 
 __all__ = ["AppConfig", "create_app"]
 
@@ -90,7 +108,7 @@ GALLERY_HEADERS = {
     "X-Content-Type-Options": "nosniff",
 }
 IMAGE_CACHE_CONTROL = "public, max-age=86400"
-"""A rendition of a stored latent never changes (ids are immutable); the ETag covers a changed decoder setup."""
+"""Pictures are equivalent for a day; not ``immutable``: a lifecycle move to a lossy precision changes them."""
 RETRY_AFTER_S = 5
 READ_TIMEOUT_S = 120.0
 """Longest wait (s) for one cluster read before answering 503."""
@@ -112,6 +130,11 @@ class AppConfig:
     client with bursts of ``burst`` requests, ``rate_exempt`` paths not rate limited, ``max_body`` and
     ``max_url`` bytes. ``token``: the bearer token every non-public route requires (None: no token; see
     :func:`latentzarr.http.auth.load_token`); it is never shown by ``repr``.
+
+    Renditions: ``signing_keys`` / ``signing_salts`` (hex, paired by position; the first pair signs, all verify)
+    turn on imgproxy URL signatures (:class:`~latentzarr.http.imgproxy.Signer`); ``presets`` is a presets file
+    path or a mapping name -> options (:mod:`latentzarr.http.presets`); ``presets_only`` refuses every other
+    rendition (403).
     """
 
     def __init__(self, store_url: str, *, address: str | None = None, n_workers: int | None = None,
@@ -120,7 +143,8 @@ class AppConfig:
                  cluster_options: dict[str, Any] | None = None, rate_limit: float | None = DEFAULT_RATE,
                  burst: int = DEFAULT_BURST, max_body: int | None = DEFAULT_MAX_BODY,
                  max_url: int | None = DEFAULT_MAX_URL, rate_exempt: tuple[str, ...] = RATE_EXEMPT,
-                 token: str | None = None) -> None:
+                 token: str | None = None, signing_keys: Sequence[str] = (), signing_salts: Sequence[str] = (),
+                 presets: str | Path | Mapping[str, Any] | None = None, presets_only: bool = False) -> None:
         self.store_url = str(store_url)
         self.address = address
         self.n_workers = n_workers
@@ -138,11 +162,22 @@ class AppConfig:
         self.max_url = size_limit("max_url", max_url)
         self.rate_exempt = tuple(rate_exempt)
         self.token = validate_token(token) if token is not None else None
+        self.signer = Signer(signing_keys, signing_salts) if (signing_keys or signing_salts) else None
+        if presets is None:
+            self.presets: dict[str, dict[str, Any]] = {}
+        elif isinstance(presets, Mapping):
+            self.presets = check_presets(presets)
+        else:
+            self.presets = load_presets(presets)
+        if presets_only and not self.presets:
+            raise ValueError("Expected presets (a presets file) with presets_only. Got none: nothing could be served.")
+        self.presets_only = bool(presets_only)
 
     def __repr__(self) -> str:
         return (f"AppConfig({self.store_url!r}, address={self.address!r}, rate_limit={self.rate_limit!r}, "
                 f"burst={self.burst!r}, max_body={self.max_body!r}, max_url={self.max_url!r}, "
-                f"token={'<set>' if self.token is not None else None})")
+                f"token={'<set>' if self.token is not None else None}, signer={self.signer!r}, "
+                f"presets={sorted(self.presets)!r}, presets_only={self.presets_only!r})")
 
     def limits_middleware(self, on_reject: Callable[[str], None] | None = None) -> Middleware:
         """The :class:`~latentzarr.http.limits.LimitsMiddleware` of these settings (validates them)."""
@@ -171,6 +206,7 @@ class _Service:
         self.inflight: dict[tuple[str, str], asyncio.Task] = {}
         self.digests: dict[str, str] = {}  # id -> latent sha256 (dropped when new commits arrive: see refresh)
         self.precisions: dict[str, str] = {}  # id -> precision mode name, memoised with the digest
+        self.created: dict[str, dt.datetime | None] = {}  # id -> ingest time, memoised with the digest
         self.stored_sizes: dict[str, int] = {}
         self._last_miss_refresh = -np.inf
         self._refresh_lock = asyncio.Lock()
@@ -188,6 +224,7 @@ class _Service:
                     # array, so what was memoised about an id (digest, precision, stored size) is dropped
                     self.digests.clear()
                     self.precisions.clear()
+                    self.created.clear()
                     self.stored_sizes.clear()
                 if len(self.store) != len(self._ids):
                     self._ids = self.store.ids()
@@ -216,7 +253,9 @@ class _Service:
         if len(self.digests) >= MEMO_ENTRIES:
             self.digests.clear()
             self.precisions.clear()
+            self.created.clear()
         self.precisions[image_id] = str(rec.get("precision", "lossless"))
+        self.created[image_id] = _utc(rec.get("created"))
         self.digests[image_id] = sha
         return sha
 
@@ -226,6 +265,12 @@ class _Service:
         if mode is None:
             mode = self.precisions[image_id] = str(self.store.record(image_id).get("precision", "lossless"))
         return mode
+
+    def last_modified(self, image_id: str) -> dt.datetime | None:
+        """The ingest time of ``image_id`` (UTC, whole seconds; call after :meth:`digest`), or None if unknown."""
+        if image_id not in self.created:
+            self.created[image_id] = _utc(self.store.record(image_id).get("created"))
+        return self.created[image_id]
 
     def record_json(self, image_id: str) -> dict[str, Any]:
         rec = self.store.record(image_id)
@@ -262,8 +307,7 @@ class _Service:
         task = self.inflight.get(key)
         if task is None:
             self.metrics.cluster_reads.labels("image").inc()
-            task = asyncio.ensure_future(
-                self.lc.read(image_id, rendition.format, rendition.size, rendition.quality))
+            task = asyncio.ensure_future(self.lc.read(image_id, rendition=rendition))
             self.inflight[key] = task
             task.add_done_callback(lambda _t: self.inflight.pop(key, None))
         else:
@@ -283,6 +327,14 @@ class _Service:
         self.require_cluster()
         self.metrics.cluster_reads.labels("latent").inc()
         return await asyncio.wait_for(self.lc.read_latent(image_id), self.config.read_timeout_s)
+
+
+def _utc(created: Any) -> dt.datetime | None:
+    if not isinstance(created, dt.datetime):
+        return None
+    if created.tzinfo is None:
+        created = created.replace(tzinfo=dt.UTC)
+    return created.astimezone(dt.UTC).replace(microsecond=0)
 
 
 def _service(request: Request) -> _Service:
@@ -332,14 +384,86 @@ async def image_routes(request: Request) -> Response:
     return await _image(request, image_id)
 
 
+def _native_options(request: Request) -> dict[str, Any]:
+    """The options dict of a native image request: its ``preset`` (if any) under its explicit options."""
+    config: AppConfig = request.app.state.config
+    query = request.query_params
+    preset = query.get("preset")
+    if config.presets_only:
+        if preset is None:
+            raise ParameterError("preset", "Expected preset=NAME: this server serves presets only "
+                                 f"({', '.join(sorted(config.presets))}). Got no preset instead.", status=403)
+        extra = [name for name in NATIVE_NAMES if name in query and name != "format"]
+        if extra:
+            raise ParameterError(extra[0], f"Expected only preset (and format) on this presets-only server. Got "
+                                           f"{extra[0]}={query[extra[0]]!r} instead.", status=403)
+    options: dict[str, Any] = {}
+    if preset is not None:
+        if preset not in config.presets:
+            known = ", ".join(sorted(config.presets)) or "none configured"
+            raise ParameterError("preset", f"Expected a preset among: {known}. Got {preset!r} instead.")
+        options.update(config.presets[preset])
+    options.update(parse_options(query))
+    return options
+
+
 async def _image(request: Request, image_id: str) -> Response:
     _route(request, "/v1/images/{id}")
+    query = request.query_params
+    names = {key: name for name, key in NATIVE_NAMES.items() if name in query}
+    rendition, negotiated = resolve_rendition(_native_options(request), request.headers.get("accept"), names,
+                                              strict_quality="quality" in names)
+    return await _picture(request, image_id, rendition, negotiated)
+
+
+async def imgproxy_image(request: Request) -> Response:
+    """``GET /{signature}/{options}/plain/{id}@{extension}`` (see :mod:`latentzarr.http.imgproxy`)."""
+    config: AppConfig = request.app.state.config
+    raw = (request.scope.get("raw_path") or request.scope["path"].encode()).split(b"?", 1)[0]
+    signature, _, signed_path = raw[1:].partition(b"/")
+    if b"/plain/" not in b"/" + signed_path:
+        _route(request, "other")
+        return _problem(404, "not_found", "Expected /v1/images/... or an imgproxy-style "
+                        "/{signature}/{options}/plain/{id}@{extension}. Got another path instead.")
+    _route(request, "/{signature}/{options}/plain/{id}")
+    if config.signer is not None and not config.signer.verify(signature.decode("latin-1"), b"/" + signed_path):
+        raise ParameterError("signature", "Expected a URL signed with one of this server's key/salt pairs "
+                             "(imgproxy's scheme). Got a signature that does not match.", status=403)
+    parsed = parse_imgproxy_path(raw, config.presets, presets_only=config.presets_only)
+    assert parsed is not None  # it has /plain/
+    rendition, negotiated = resolve_rendition(parsed.options, request.headers.get("accept"), parsed.names,
+                                              strict_quality=False)
+    return await _picture(request, parsed.image_id, rendition, negotiated)
+
+
+def _not_modified(request: Request, etag: str, last_modified: dt.datetime | None) -> bool:
+    """RFC 9110 13.2.2: ``If-None-Match`` decides when present; else ``If-Modified-Since`` (bad dates ignored)."""
+    inm = request.headers.get("if-none-match")
+    if inm is not None:
+        return etag_matches(inm, etag)
+    ims = request.headers.get("if-modified-since")
+    if ims is None or last_modified is None:
+        return False
+    try:
+        since = parsedate_to_datetime(ims)
+    except (TypeError, ValueError, IndexError):
+        return False
+    if since.tzinfo is None:
+        since = since.replace(tzinfo=dt.UTC)
+    return last_modified <= since
+
+
+async def _picture(request: Request, image_id: str, rendition: Any, negotiated: bool) -> Response:
+    """One rendition of ``image_id`` with its caching headers; 304 when the client's copy is current."""
     svc = _service(request)
-    rendition = parse_rendition(request.query_params)
     etag = image_etag(await svc.digest(image_id), rendition.token)
-    headers = {"ETag": etag, "Cache-Control": IMAGE_CACHE_CONTROL, "Vary": "Accept-Encoding",
+    headers = {"ETag": etag, "Cache-Control": IMAGE_CACHE_CONTROL,
+               "Vary": "Accept, Accept-Encoding" if negotiated else "Accept-Encoding",
                PRECISION_HEADER: svc.precision(image_id)}
-    if etag_matches(request.headers.get("if-none-match"), etag):
+    last_modified = svc.last_modified(image_id)
+    if last_modified is not None:
+        headers["Last-Modified"] = format_datetime(last_modified, usegmt=True)
+    if _not_modified(request, etag, last_modified):
         svc.metrics.not_modified.inc()
         return Response(status_code=304, headers=headers)
     data = await svc.read(image_id, rendition)
@@ -408,13 +532,26 @@ async def metrics_route(request: Request) -> Response:
 
 async def openapi(request: Request) -> Response:
     _route(request, "/openapi.json")
-    return JSONResponse(openapi_document(bearer=request.app.state.config.token is not None))
+    config: AppConfig = request.app.state.config
+    return JSONResponse(openapi_document(bearer=config.token is not None, presets=tuple(sorted(config.presets)),
+                                         presets_only=config.presets_only))
 
 
 # ---------------------------------------------------------------------------------------------- errors
 async def _on_parameter(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, ParameterError)
-    return _problem(422, "invalid_parameter", exc.detail, parameter=exc.parameter)
+    error = "forbidden" if exc.status == 403 else "invalid_parameter"
+    return _problem(exc.status, error, exc.detail, parameter=exc.parameter)
+
+
+async def _on_http(request: Request, exc: Exception) -> Response:
+    """Starlette's own errors (no route matched, method not allowed) as JSON problems like every other error."""
+    assert isinstance(exc, HTTPException)
+    if exc.status_code == 404:
+        return _problem(404, "not_found", "Expected /v1/images/..., an imgproxy-style "
+                        "/{signature}/{options}/plain/{id}@{extension} or another documented route. Got another path "
+                        "instead.")
+    return _problem(exc.status_code, "http_error", str(exc.detail), headers=exc.headers)
 
 
 async def _on_invalid(request: Request, exc: Exception) -> Response:
@@ -464,6 +601,7 @@ def _exception_handlers() -> dict[Any, Callable]:
     from latentzarr.cluster import ReadFailedError
 
     return {
+        HTTPException: _on_http,
         ParameterError: _on_parameter,
         ReadFailedError: _on_unavailable,
         LatentZarrError: _on_library,
@@ -548,6 +686,7 @@ def create_app(store_url: str | None = None, *, config: AppConfig | None = None,
         Route("/v1/images", list_images),
         Route("/v1/images/{rest:path}", image_routes),
         Mount("/static", StaticFiles(directory=STATIC_DIR), name="static"),
+        Route("/{signature}/{rest:path}", imgproxy_image),  # last: every other route wins
     ]
     app = Starlette(routes=routes, lifespan=lifespan, exception_handlers=_exception_handlers(),
                     middleware=[Middleware(MetricsMiddleware, metrics=metrics), limits, *(middleware or [])])

@@ -38,6 +38,7 @@ _WORKER_COUNTERS = {
     "spilled": "reads that ran away from their owner (work stealing)",
     "writebacks": "results written back to this owner by reads that ran elsewhere",
     "decode_batches": "decoder forward passes",
+    "resized": "renditions resized and encoded from a cached full-size picture (no decode)",
 }
 _WORKER_GAUGES = {
     "alpha": "share of the cache budget given to the image tier",

@@ -4,10 +4,16 @@
 // for the token once, keeps it in this tab's sessionStorage and sends it as an Authorization header; it is never
 // put in a URL (URLs end up in logs and the history). Pictures are fetched the same way and shown from blob:
 // URLs, since <img src> cannot send a header. A 429 is retried after its Retry-After.
+//
+// Thumbnails: without a token they are plain <img> elements with a srcset at 1x and 2x (THUMB css px, cropped
+// square, format=auto so the browser gets AVIF or WebP) and loading="lazy", so the browser picks the density and
+// loads only what scrolls into view, and a CDN can cache every URL. With a token the page fetches them itself, at
+// the screen's density, when they scroll into view (IntersectionObserver).
 "use strict";
 const PAGE = 24;
 const TOKEN_KEY = "latentzarr.token";
 const MAX_RETRIES = 5;
+const THUMB = 200;  // css px of a thumbnail's side (the grid's cells are 160 px or more)
 const grid = document.getElementById("grid");
 let offset = Number(new URLSearchParams(location.search).get("offset") || 0);
 let token = sessionStorage.getItem(TOKEN_KEY);
@@ -72,6 +78,36 @@ async function showThumb(img, url) {
   }
 }
 
+function thumbUrl(id, dpr, format) {
+  return `/v1/images/${enc(id)}?format=${format}&w=${THUMB}&h=${THUMB}&fit=fill&dpr=${dpr}`;
+}
+
+const lazy = "IntersectionObserver" in window ? new IntersectionObserver((entries) => {
+  for (const e of entries) {
+    if (!e.isIntersecting) continue;
+    lazy.unobserve(e.target);
+    showThumb(e.target, e.target.dataset.src);
+  }
+}, { rootMargin: "1000px" }) : null;
+
+function setThumb(img, id) {
+  if (token == null) {  // public: let the browser choose the density and when to load
+    img.loading = "lazy";
+    img.decoding = "async";
+    img.srcset = `${thumbUrl(id, 1, "auto")} 1x, ${thumbUrl(id, 2, "auto")} 2x`;
+    img.src = thumbUrl(id, 1, "auto");
+    img.onerror = () => { img.classList.add("failed"); };
+    return;
+  }
+  const url = thumbUrl(id, Math.min(2, Math.max(1, Math.round(window.devicePixelRatio || 1))), "webp");
+  if (lazy) {
+    img.dataset.src = url;
+    lazy.observe(img);
+  } else {
+    showThumb(img, url);
+  }
+}
+
 async function loadPage() {
   const page = await getJSON(`/v1/images?offset=${offset}&limit=${PAGE}`);
   document.getElementById("summary").textContent = `${page.total} images`;
@@ -84,10 +120,12 @@ async function loadPage() {
   grid.replaceChildren(...page.items.map((item) => {
     const fig = document.createElement("figure");
     const img = document.createElement("img");
-    showThumb(img, `/v1/images/${enc(item.id)}?format=webp&size=256`);
     img.alt = item.id;
     img.className = "thumb";
     img.dataset.id = item.id;
+    img.width = THUMB;
+    img.height = THUMB;
+    setThumb(img, item.id);
     const cap = document.createElement("figcaption");
     cap.textContent = item.id;
     fig.append(img, cap);
