@@ -136,8 +136,11 @@ def test_workers_drop_what_they_cached_of_an_id_that_moved(lc, store_url, taef2)
         plugin.store.refresh()  # a read may have loaded the move first: it must still be followed
         return plugin.follow_moves(), "latentzarr-refresh" in dask_worker.periodic_callbacks
 
+    owner = lc.owner(image_id)
     dropped = lc.client.run(follow)
-    assert dropped[lc.owner(image_id)][0] >= 1 and all(on for _, on in dropped.values())
+    assert all(on for _, on in dropped.values())
+    # dropped by this call, or already by the worker's own periodic refresh if it ran since the rewrite
+    assert dropped[owner][0] >= 1 or lc.stats()["workers"][owner]["invalidated"] >= 1
     got = lc.read(image_id)
     assert np.array_equal(np.asarray(Image.open(io.BytesIO(got))), np.asarray(Image.open(io.BytesIO(expected))))
     assert lc.stats()["total"]["invalidated"] >= 1
