@@ -50,7 +50,15 @@ from latentzarr.store.arrays import (
 )
 from latentzarr.store.backend import Backend
 from latentzarr.store.index import MOVE, IdIndex, commit_table
-from latentzarr.store.layout import ARRAYS_GROUP, FORMAT_VERSION, array_name, latent_digest, to_logical, to_storage
+from latentzarr.store.layout import (
+    ARRAYS_GROUP,
+    FORMAT_VERSION,
+    INDEX_DIR,
+    array_name,
+    latent_digest,
+    to_logical,
+    to_storage,
+)
 from latentzarr.store.locking import DEFAULT_TIMEOUT, make_lock
 from latentzarr.store.retry import with_retries
 from latentzarr.store.vacuum import DEFAULT_COMPACT_AT, DEFAULT_GRACE_S, VacuumReport, vacuum
@@ -870,6 +878,15 @@ class LatentStore:
             A compacted copy did not read back as stored (nothing was committed).
         """
         return vacuum(self, grace=grace, compact_at=compact_at, dry_run=dry_run, progress=progress)
+
+    def index_stats(self) -> dict[str, int]:
+        """``index_bytes`` and ``index_files`` (every object under ``index/``: commits, checkpoints, hint) and
+        ``live_index_bytes`` (what one checkpoint of the current index takes); sizes in bytes."""
+        self.refresh()
+        with self._mutex:
+            live = self._index.live_bytes()
+        return {"index_bytes": self._backend.size(INDEX_DIR), "index_files": len(self._backend.listdir(INDEX_DIR)),
+                "live_index_bytes": live}
 
     def compact(self) -> int | None:
         """Write an index checkpoint (merged commits) so that opening reads one file; return its seq."""

@@ -253,6 +253,10 @@ class IdIndex:
         self.commits_since_checkpoint = 0
         return self.last_seq
 
+    def live_bytes(self) -> int:
+        """Bytes one checkpoint of everything loaded takes (the size of a fully compacted index)."""
+        return len(_to_bytes(self._merged())) if self._tables else 0
+
     def _merged(self) -> pa.Table:
         """Everything loaded as one table with :data:`INDEX_SCHEMA`."""
         n = len(self._ids)
