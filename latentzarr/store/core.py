@@ -77,6 +77,7 @@ if TYPE_CHECKING:
     from latentzarr.precision.modes import PrecisionMode
     from latentzarr.store.chunks import EncodedLatent
     from latentzarr.store.faults import FaultInjector
+    from latentzarr.store.group import GroupWriter
 
 T = TypeVar("T")
 
@@ -878,6 +879,13 @@ class LatentStore:
             A compacted copy did not read back as stored (nothing was committed).
         """
         return vacuum(self, grace=grace, compact_at=compact_at, dry_run=dry_run, progress=progress)
+
+    def writer(self, *, max_ids: int = 1024, max_wait_s: float = 0.0) -> GroupWriter:
+        """A :class:`~latentzarr.store.group.GroupWriter`: single-id puts of many threads share shards and index
+        commits (group commit); each put returns once its id is durable. Close it (or use ``with``) to flush."""
+        from latentzarr.store.group import GroupWriter
+
+        return GroupWriter(self, max_ids=max_ids, max_wait_s=max_wait_s)
 
     def index_stats(self) -> dict[str, int]:
         """``index_bytes`` and ``index_files`` (every object under ``index/``: commits, checkpoints, hint) and
