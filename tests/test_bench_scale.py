@@ -24,7 +24,9 @@ def test_bench_scale_cli_json_and_reuse(tmp_path):
     assert all(doc[k] is not None for k in KEYS), doc
     assert doc["ids"] == 40 and doc["ids_in_store"] == 40 and doc["built_ids"] == 40
     assert doc["verify_ok"] is True
-    assert doc["single_put_ids"] == 6
+    assert doc["single_put_ids"] == 6 and doc["single_put_processes_ids"] == 6
+    assert 1 <= doc["single_put_commits"] <= 6
+    assert doc["single_put_bytes_per_id_compacted"] <= doc["single_put_bytes_per_id"]
     assert doc["lookup_p50_ms"] <= doc["lookup_p99_ms"]
     assert 0 < doc["live_index_bytes"] <= doc["index_bytes"]
     assert "store[id] p50 (ms)" in result.output

@@ -9,9 +9,13 @@ nothing is cached in Python (the OS page cache is not dropped):
 - ``info_s``, ``open_dataset_s`` (``latentzarr.open_dataset``), ``refresh_noop_ms`` (a refresh with nothing new)
   and ``refresh_lag_s`` (a reader ``lag_commits`` single-id commits behind catches up);
 - ``verify_s`` when asked (it re-reads every latent);
-- ``single_put_ids_per_s``: ``writers`` processes each putting one id at a time into a fresh scratch store next to
-  the main one, for ``single_puts`` ids in all; ``single_put_bytes_per_id`` is that scratch store's bytes (chunks
-  and index) per id, against ``batched_bytes_per_id`` of the main store;
+- ``single_put_ids_per_s``: ``writers`` threads each putting one id at a time (waiting for each) through one
+  group-commit writer (:meth:`LatentStore.writer`) into a fresh scratch store next to the main one, for
+  ``single_puts`` ids in all; ``single_put_bytes_per_id`` is that scratch store's bytes (chunks and index) per id,
+  against ``batched_bytes_per_id`` of the main store, and ``single_put_bytes_per_id_compacted`` the same after
+  ``vacuum(grace=0)`` and ``compact(grace=0)`` (part-filled shards packed, commits merged);
+- ``single_put_processes_ids_per_s`` / ``..._bytes_per_id``: the same with ``writers`` processes, each calling
+  ``put`` with one id at a time (no group commit: what a service of several processes gets);
 - ``index_bytes`` (every object under ``index/``) against ``live_index_bytes`` (one checkpoint of the current
   index: what a fully compacted index would take).
 
@@ -110,6 +114,46 @@ def _probe(path: Path, lookups: int) -> dict[str, Any]:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+def _group_puts(path: Path, writers: int, total: int) -> dict[str, Any]:
+    """``writers`` threads, one id per put, through one group-commit writer; rate, bytes per id, commits."""
+    import threading
+
+    from latentzarr.store import LatentStore
+
+    if path.exists():
+        shutil.rmtree(path)
+    store = LatentStore.create(path)
+    per = max(total // writers, 1)
+    latents = tiny_latents(10**9, per * writers)
+    errors: list[BaseException] = []
+    with store.writer() as writer:
+        def work(w: int) -> None:
+            try:
+                for k in range(per):
+                    writer.put(f"g{w:02d}-{k:08d}", latents[w * per + k], model=MODEL)
+            except BaseException as exc:  # reported below
+                errors.append(exc)
+
+        threads = [threading.Thread(target=work, args=(w,)) for w in range(writers)]
+        start = time.perf_counter()
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        wall = time.perf_counter() - start
+    if errors:
+        raise errors[0]
+    done = per * writers
+    if len(LatentStore.open(path)) != done:
+        raise AssertionError(f"Expected {done} ids acknowledged by the group writer. Got {len(store)} instead.")
+    out = {"single_put_ids": done, "single_put_wall_s": wall, "single_put_ids_per_s": done / wall,
+           "single_put_commits": writer.commits, "single_put_bytes_per_id": _dir_bytes(path) / done}
+    store.vacuum(grace=0)
+    store.compact(grace=0)
+    out["single_put_bytes_per_id_compacted"] = _dir_bytes(path) / done
+    return out
+
+
 def _single_putter(url: str, writer: int, n: int, queue: Any) -> None:
     """One writer process: ``n`` puts of one id each; reports (ids acknowledged, seconds)."""
     from latentzarr.store import LatentStore
@@ -144,8 +188,9 @@ def _single_puts(path: Path, writers: int, total: int) -> dict[str, Any]:
     check = LatentStore.open(path)
     if len(check) != done:
         raise AssertionError(f"Expected {done} ids acknowledged by the single-id writers. Got {len(check)} instead.")
-    return {"single_put_ids": done, "single_put_wall_s": wall, "single_put_ids_per_s": done / put_s,
-            "single_put_bytes_per_id": _dir_bytes(path) / done}
+    return {"single_put_processes_ids": done, "single_put_processes_wall_s": wall,
+            "single_put_processes_ids_per_s": done / put_s,
+            "single_put_processes_bytes_per_id": _dir_bytes(path) / done}
 
 
 def _refresh_lag(path: Path, commits: int) -> float:
@@ -164,7 +209,8 @@ def _refresh_lag(path: Path, commits: int) -> float:
 
 
 def bench_scale(ids: int, *, store: str | os.PathLike[str] | None = None, writers: int = 8,
-                single_puts: int = 800, lookups: int = 2000, lag_commits: int = 100, verify: bool = False,
+                single_puts: int = 800, process_puts: int | None = None, lookups: int = 2000,
+                lag_commits: int = 100, verify: bool = False,
                 workdir: str | os.PathLike[str] | None = None, progress: bool = False) -> dict[str, Any]:
     """Run the scale benchmark; return a JSON-ready dict (keys in the module docstring; seconds, ms, MB, bytes).
 
@@ -177,7 +223,9 @@ def bench_scale(ids: int, *, store: str | os.PathLike[str] | None = None, writer
     writers
         Concurrent single-id writer processes (>= 1).
     single_puts
-        Single-id puts in all, shared by the writers.
+        Single-id puts in all, shared by the writer threads.
+    process_puts
+        Single-id puts in all by the writer processes (default ``single_puts``; 0: skip that measure).
     lookups
         Random ``store[id]`` reads timed after the cold open.
     lag_commits
@@ -226,8 +274,13 @@ def bench_scale(ids: int, *, store: str | os.PathLike[str] | None = None, writer
         doc["verify_ok"] = report["ok"] == report["checked"]
     doc["refresh_lag_commits"] = lag_commits
     doc["refresh_lag_s"] = _refresh_lag(path, lag_commits) if lag_commits else 0.0
-    doc.update(_single_puts(work / f"scale-singles-{ids}.zarr", writers, single_puts))
+    doc.update(_group_puts(work / f"scale-group-{ids}.zarr", writers, single_puts))
     doc["single_put_vs_batched_bytes"] = doc["single_put_bytes_per_id"] / doc["batched_bytes_per_id"]
+    doc["single_put_vs_batched_bytes_compacted"] = (doc["single_put_bytes_per_id_compacted"]
+                                                    / doc["batched_bytes_per_id"])
+    process_puts = single_puts if process_puts is None else process_puts
+    if process_puts:
+        doc.update(_single_puts(work / f"scale-singles-{ids}.zarr", writers, process_puts))
     doc["machine"] = machine_info()
     return doc
 
@@ -243,8 +296,11 @@ FIELDS = (
     ("info_s", "info() (s)", "{:.3f}"),
     ("open_dataset_s", "open_dataset (s)", "{:.3f}"),
     ("verify_s", "verify() (s)", "{:.1f}"),
-    ("single_put_ids_per_s", "single-id puts (ids/s)", "{:,.0f}"),
+    ("single_put_ids_per_s", "single-id puts, group (ids/s)", "{:,.0f}"),
     ("single_put_bytes_per_id", "single-put bytes/id", "{:,.0f}"),
+    ("single_put_bytes_per_id_compacted", "  after vacuum + compact", "{:,.0f}"),
+    ("single_put_processes_ids_per_s", "single-id puts, processes (ids/s)", "{:,.0f}"),
+    ("single_put_processes_bytes_per_id", "  bytes/id", "{:,.0f}"),
     ("batched_bytes_per_id", "batched bytes/id", "{:,.0f}"),
     ("index_bytes", "index bytes", "{:,}"),
     ("live_index_bytes", "live index bytes", "{:,}"),
