@@ -28,9 +28,11 @@ only in how the encoder chooses, so that one configuration always writes the sam
   smaller. The planes attempt costs 4-5x the plain one (pcodec's per-chunk bin optimisation and delta search
   dominate many small chunks), so it compresses at 0.15-0.2x of ``PCodec``'s speed.
 - version 2 (the default) tries planes only when a plane has at least ``V2_MIN_PLANE_VALUES`` values (smaller planes
-  lost to plain on every latent measured), encodes them ``V2_PLANES_LEVEL_DROP`` level below ``level`` with delta
-  off, and keeps the smaller of the two; when it does not try planes it spends that time on the plain layout one
-  level higher. On taef2 latents: 2.6x faster than version 1 at 0.1-0.3% more bytes (BENCHMARKS.md "Codec").
+  lost to plain on every latent measured), encodes them with delta off (the delta search costs more than the
+  plain encode on many small chunks and buys under 0.3%), ``V2_PLANES_LEVEL_DROP`` level below ``level`` while
+  planes have fewer than ``V2_FULL_LEVEL_PLANE_VALUES`` values (the per-chunk bin optimisation dominates there),
+  and keeps the smaller of the two; when it does not try planes it spends that time on the plain layout one level
+  higher. On taef2 latents: 2-3x faster than version 1 at -0.1% to +0.3% bytes (BENCHMARKS.md "Codec").
 
 Either way an encoded chunk is never more than 9 bytes larger than numcodecs' plain ``PCodec`` output at ``level``
 (in total it is smaller: the planes layout or the higher level more than pays for the header).
@@ -68,7 +70,9 @@ MIN_PLANE_VALUES = 256
 V2_MIN_PLANE_VALUES = 4096
 """Version 2: the planes layout is tried only for planes of at least this many values (64 x 64)."""
 V2_PLANES_LEVEL_DROP = 1
-"""Version 2: the planes layout is encoded at ``level - V2_PLANES_LEVEL_DROP`` with delta encoding off."""
+"""Version 2: planes smaller than ``V2_FULL_LEVEL_PLANE_VALUES`` are encoded at ``level - V2_PLANES_LEVEL_DROP``."""
+V2_FULL_LEVEL_PLANE_VALUES = 16384
+"""Version 2: planes of at least this many values (128 x 128: 1024 px images) are encoded at ``level``."""
 _NATIVE = ("float32", "float16", "uint16", "uint32")
 
 
@@ -153,7 +157,8 @@ def encode_chunk(
         if version == 1:
             config = _config(level, paging)
         else:
-            config = _config(max(level - V2_PLANES_LEVEL_DROP, 0), paging, DeltaSpec.no_op())
+            drop = V2_PLANES_LEVEL_DROP if plane < V2_FULL_LEVEL_PLANE_VALUES else 0
+            config = _config(max(level - drop, 0), paging, DeltaSpec.no_op())
         planes = standalone.simple_compress(flat, config)
         if len(planes) < len(payload):
             mode, payload = MODE_PLANES, planes
