@@ -29,6 +29,7 @@ def test_bench_scale_cli_json_and_reuse(tmp_path):
     assert doc["single_put_bytes_per_id_compacted"] <= doc["single_put_bytes_per_id"]
     assert doc["lookup_p50_ms"] <= doc["lookup_p99_ms"]
     assert 0 < doc["live_index_bytes"] <= doc["index_bytes"]
+    assert doc["index_bytes_compacted"] <= 1.5 * doc["live_index_bytes_at_end"]
     assert "store[id] p50 (ms)" in result.output
     # The store holds the 40 built ids plus the commits of the refresh-lag reader; a rerun reuses it.
     assert len(LatentStore.open(store)) == 42

@@ -17,7 +17,8 @@ nothing is cached in Python (the OS page cache is not dropped):
 - ``single_put_processes_ids_per_s`` / ``..._bytes_per_id``: the same with ``writers`` processes, each calling
   ``put`` with one id at a time (no group commit: what a service of several processes gets);
 - ``index_bytes`` (every object under ``index/``) against ``live_index_bytes`` (one checkpoint of the current
-  index: what a fully compacted index would take).
+  index: what a fully compacted index would take), and ``index_bytes_compacted`` after ``compact(grace=0)`` at the
+  end of the run (which leaves the store compacted).
 
 Figures are only comparable within one machine; the JSON names it (``machine``).
 """
@@ -281,6 +282,10 @@ def bench_scale(ids: int, *, store: str | os.PathLike[str] | None = None, writer
     process_puts = single_puts if process_puts is None else process_puts
     if process_puts:
         doc.update(_single_puts(work / f"scale-singles-{ids}.zarr", writers, process_puts))
+    compacted = LatentStore.open(path, mode="a")
+    compacted.compact(grace=0)
+    stats = compacted.index_stats()
+    doc["index_bytes_compacted"], doc["live_index_bytes_at_end"] = stats["index_bytes"], stats["live_index_bytes"]
     doc["machine"] = machine_info()
     return doc
 
@@ -304,6 +309,7 @@ FIELDS = (
     ("batched_bytes_per_id", "batched bytes/id", "{:,.0f}"),
     ("index_bytes", "index bytes", "{:,}"),
     ("live_index_bytes", "live index bytes", "{:,}"),
+    ("index_bytes_compacted", "index bytes after compact", "{:,}"),
 )
 """(key, label, format) of the printed table."""
 
