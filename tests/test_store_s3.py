@@ -154,3 +154,24 @@ def test_s3_vacuum_deletes_garbage_objects_and_keeps_every_latent(s3_url: tuple)
     assert {i: store.get_encoded(i).data for i in ids} == before
     assert _same_bits(reader.get(ids[4:]), store.get(ids[4:]))  # the stale reader follows the moves
     assert LatentStore.open(url, storage_options=options).verify()["ok"] == 8
+
+
+def test_s3_compaction_deletes_replaced_commits_and_readers_catch_up(s3_url: tuple) -> None:
+    """On the object store: compact(grace=0) leaves one checkpoint; a reader and a writer that were behind catch up
+    from it; group-committed single puts land in shared commits."""
+    url, options = s3_url
+    store = LatentStore.create(url, storage_options=options, shard_images=4)
+    x = _latents(8, np.dtype(np.float16))
+    store.put(["a0"], x[:1], model="m")
+    reader = LatentStore.open(url, storage_options=options)
+    late_writer = LatentStore.open(url, mode="a", storage_options=options)
+    with store.writer(max_ids=4, max_wait_s=600) as writer:
+        futures = [writer.submit(f"a{i}", x[i], model="m") for i in range(1, 5)]
+        assert all(f.result(timeout=120) is None for f in futures) and writer.commits == 1
+    assert store.compact(grace=0) == 1
+    assert store.index_stats()["index_files"] == 2  # the checkpoint and the hint
+    assert reader.refresh() == 4 and _same_bits(reader.get([f"a{i}" for i in range(5)]), x[:5])
+    late_writer.put(["a5"], x[5:6], model="m")
+    fresh = LatentStore.open(url, storage_options=options)
+    assert sorted(fresh.ids()) == [f"a{i}" for i in range(6)]
+    assert fresh.verify()["ok"] == 6

@@ -3,7 +3,8 @@
 For every sample photo (``latentzarr.samples``) and size, the taef2 latent (32 x size/8 x size/8) is encoded in
 float32, float16 and bfloat16 (ml_dtypes, round to nearest from float32). Each codec's bytes, ratio vs raw, and
 compress / decompress speed (MB/s of raw latent, median of ``--repeats``, one thread) are reported per image and
-in total, with the order-0 entropy bound of the values, ours vs plain PCodec, and the optimised PNG and lossless
+in total, with the order-0 entropy bound of the values, ours vs plain PCodec and vs format version 1's encoder
+(``ours_v1``), and the optimised PNG and lossless
 WebP sizes of the source image (data reduction = 1 - latent bytes / PNG bytes). Every round trip is checked
 bit-exact. Speeds are only comparable within one run (figures are ratios against baselines of the same run).
 
@@ -31,7 +32,7 @@ from numcodecs import Blosc, PCodec, Zstd
 from PIL import Image
 
 DTYPES = {"float32": np.dtype(np.float32), "float16": np.dtype(np.float16), "bfloat16": np.dtype(ml_dtypes.bfloat16)}
-CODEC_NAMES = ("raw", "zstd", "blosc_shuffle", "blosc_bitshuffle", "pcodec", "ours")
+CODEC_NAMES = ("raw", "zstd", "blosc_shuffle", "blosc_bitshuffle", "pcodec", "ours_v1", "ours")
 
 
 def make_codecs(dtype_name: str) -> dict[str, tuple[Callable[[np.ndarray], Any], Callable[[Any], np.ndarray]]]:
@@ -45,12 +46,14 @@ def make_codecs(dtype_name: str) -> dict[str, tuple[Callable[[np.ndarray], Any],
     bitshuffle = Blosc(cname="zstd", clevel=5, shuffle=Blosc.BITSHUFFLE)
     pcodec = PCodec(level=8)
     ours = LatentPCodec(dtype=dtype_name)
+    ours_v1 = LatentPCodec(dtype=dtype_name, level=9, version=1)  # format version 1's encoder (its default level)
     return {
         "raw": (lambda a: a.tobytes(), lambda b: np.frombuffer(b, dtype=np.uint8)),
         "zstd": (lambda a: zstd.encode(bits(a)), zstd.decode),
         "blosc_shuffle": (lambda a: shuffle.encode(bits(a)), shuffle.decode),
         "blosc_bitshuffle": (lambda a: bitshuffle.encode(bits(a)), bitshuffle.decode),
         "pcodec": (lambda a: pcodec.encode(bits(a)), pcodec.decode),
+        "ours_v1": (ours_v1.encode, ours_v1.decode),
         "ours": (ours.encode, ours.decode),
     }
 
@@ -127,6 +130,11 @@ def add_derived(row: dict[str, Any]) -> None:
     row["ours_decompress_speed_vs_pcodec"] = (
         row["codecs"]["pcodec"]["decompress_s"] / row["codecs"]["ours"]["decompress_s"]
     )
+    row["ours_compress_speed_vs_pcodec"] = row["codecs"]["pcodec"]["compress_s"] / row["codecs"]["ours"]["compress_s"]
+    row["ours_v1_compress_speed_vs_pcodec"] = (
+        row["codecs"]["pcodec"]["compress_s"] / row["codecs"]["ours_v1"]["compress_s"]
+    )
+    row["ours_vs_ours_v1_bytes"] = row["codecs"]["ours"]["bytes"] / row["codecs"]["ours_v1"]["bytes"]
 
 
 def total(rows: list[dict[str, Any]]) -> dict[str, Any]:
@@ -165,6 +173,9 @@ def print_table(size: int, dtype_name: str, rows: list[dict[str, Any]]) -> None:
         )
     )
     print(f"  ours decompress speed / pcodec's: {t['ours_decompress_speed_vs_pcodec']:.2f}")
+    print(f"  compress speed / pcodec's: ours {t['ours_compress_speed_vs_pcodec']:.2f}, ours_v1 "
+          f"{t['ours_v1_compress_speed_vs_pcodec']:.2f}; ours bytes / ours_v1 bytes {t['ours_vs_ours_v1_bytes']:.4f} "
+          f"(worst image {max(r['ours_vs_ours_v1_bytes'] for r in rows[:-1]):.4f})")
 
 
 def machine() -> dict[str, Any]:

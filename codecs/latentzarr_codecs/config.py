@@ -1,15 +1,18 @@
 """The codec configuration: names, defaults and the ``parse_*`` validators shared by both front ends.
 
-Configuration (format version 1), as JSON::
+Configuration (format version 2), as JSON::
 
-    {"version": 1, "dtype": "bfloat16", "level": 8}
+    {"version": 2, "dtype": "bfloat16", "level": 8}
 
-- ``version``: format version of the configuration and of the chunks it writes. Only 1 exists. A larger value
-  raises :class:`~latentzarr_codecs.errors.UnsupportedVersionError` ("upgrade latentzarr-codecs").
+- ``version``: format version of the configuration and of the chunks it writes: 1 or 2 (the default). Both
+  decode the same way; they differ in how the encoder chooses a chunk's layout (``engine`` module docstring), so a
+  given configuration always writes the same bytes. A larger value raises
+  :class:`~latentzarr_codecs.errors.UnsupportedVersionError` ("upgrade latentzarr-codecs").
 - ``dtype``: how to read the values: ``"float32"``, ``"float16"``, ``"bfloat16"``, ``"uint16"`` or ``"uint32"``.
   ``"bfloat16"`` values are kept as their raw bits in a ``uint16`` array (Zarr has no bfloat16 type).
   ``None`` (the default) means "the dtype of the array"; the Zarr codec fills it in from the array metadata.
-- ``level``: pcodec compression level, 0-12 (default 9). Decoding ignores it.
+- ``level``: pcodec compression level, 0-12 (default 8, numcodecs' ``PCodec`` default; stores written with
+  version 1 say 9). Decoding ignores it.
 """
 
 from __future__ import annotations
@@ -33,15 +36,15 @@ __all__ = [
 CODEC_NAME = "latentzarr.latent"
 """Registered name: the Zarr v3 codec ``name`` and the numcodecs ``codec_id``."""
 
-FORMAT_VERSION = 1
-"""The newest configuration / chunk format version this package writes and reads."""
+FORMAT_VERSION = 2
+"""The newest configuration / chunk format version this package writes (by default) and reads."""
 
 CONFIG_KEYS = frozenset({"version", "dtype", "level"})
-"""Every configuration key of format version 1 (the numcodecs config adds ``id``)."""
+"""Every configuration key of format versions 1 and 2 (the numcodecs config adds ``id``)."""
 
-DEFAULT_LEVEL = 9
-"""pcodec compression level. One above numcodecs' ``PCodec`` default (8): on taef2 latents it saves 0.2-0.3%
-(more than our 9-byte header) for about twice the encode time of level 8; decoding speed does not change."""
+DEFAULT_LEVEL = 8
+"""pcodec compression level (of the plain layout). Version 1 defaulted to 9, which saved 0.2-0.3% on taef2
+latents for 1.5x the encode time of level 8; version 2 gets that saving more cheaply from its layout choice."""
 
 STORAGE_DTYPES: dict[str, str] = {
     "float32": "float32",

@@ -4,7 +4,7 @@ A chunk is encoded as a 9-byte header followed by a pcodec standalone payload::
 
     offset  size  field
     0       2     magic b"LZ"
-    2       1     format version (1)
+    2       1     format version (1 or 2; the configuration's version)
     3       4     CRC-32 (zlib, little-endian) of bytes 0-2 and of every byte from offset 7 on
     7       1     mode: 0 empty, 1 plain pcodec, 2 pcodec with one chunk per 2-D plane
     8       1     value dtype code: index into ``config.DTYPES`` (float32, float16, bfloat16, uint16, uint32)
@@ -15,14 +15,27 @@ is checked before the version) and a chunk from a newer version always as "upgra
 
 Encoding is lossless for every bit pattern: values are handed to pcodec as the integers or floats whose bits they
 are (bfloat16 as uint16, which pcodec models as ordered integers; pcodec maps floats to ordered integers itself).
-The encoder tries two layouts and keeps the smaller (ties go to plain):
+There are two layouts (the header's mode):
 
 - plain: exactly what numcodecs' ``PCodec(level)`` writes (auto mode, auto delta, pages of up to 262144 values);
 - planes: one pcodec chunk per 2-D plane (the last two axes; per latent channel for (1, C, h, w) chunks), so each
-  channel gets its own bins. Measured on taef2 latents it is 0.4-0.7% smaller than plain.
+  channel gets its own bins.
 
-So an encoded chunk is never more than 9 bytes larger than numcodecs' plain ``PCodec`` output at the same level
-(and at the default level 9 it is smaller than ``PCodec(level=8)`` on every taef2 latent we measured).
+Versions 1 and 2 share this chunk layout and decode the same way (a pcodec payload describes itself); they differ
+only in how the encoder chooses, so that one configuration always writes the same bytes:
+
+- version 1 encodes both layouts at ``level`` (auto delta) whenever planes have 256-262144 values, and keeps the
+  smaller. The planes attempt costs 4-5x the plain one (pcodec's per-chunk bin optimisation and delta search
+  dominate many small chunks), so it compresses at 0.15-0.2x of ``PCodec``'s speed.
+- version 2 (the default) tries planes only when a plane has at least ``V2_MIN_PLANE_VALUES`` values (smaller planes
+  lost to plain on every latent measured), encodes them with delta off (the delta search costs more than the
+  plain encode on many small chunks and buys under 0.3%), ``V2_PLANES_LEVEL_DROP`` level below ``level`` while
+  planes have fewer than ``V2_FULL_LEVEL_PLANE_VALUES`` values (the per-chunk bin optimisation dominates there),
+  and keeps the smaller of the two; when it does not try planes it spends that time on the plain layout one level
+  higher. On taef2 latents: 2-3x faster than version 1 at -0.1% to +0.3% bytes (BENCHMARKS.md "Codec").
+
+Either way an encoded chunk is never more than 9 bytes larger than numcodecs' plain ``PCodec`` output at ``level``
+(in total it is smaller: the planes layout or the higher level more than pays for the header).
 """
 
 from __future__ import annotations
@@ -53,7 +66,13 @@ MODE_EMPTY, MODE_PLAIN, MODE_PLANES = 0, 1, 2
 PLAIN_PAGE_VALUES = 262144
 """numcodecs' ``PCodec`` default ``equal_pages_up_to`` (values per pcodec page)."""
 MIN_PLANE_VALUES = 256
-"""Planes smaller than this many values are not worth their own pcodec chunk metadata."""
+"""Version 1: planes smaller than this many values are not worth their own pcodec chunk metadata."""
+V2_MIN_PLANE_VALUES = 4096
+"""Version 2: the planes layout is tried only for planes of at least this many values (64 x 64)."""
+V2_PLANES_LEVEL_DROP = 1
+"""Version 2: planes smaller than ``V2_FULL_LEVEL_PLANE_VALUES`` are encoded at ``level - V2_PLANES_LEVEL_DROP``."""
+V2_FULL_LEVEL_PLANE_VALUES = 16384
+"""Version 2: planes of at least this many values (128 x 128: 1024 px images) are encoded at ``level``."""
 _NATIVE = ("float32", "float16", "uint16", "uint32")
 
 
@@ -82,20 +101,25 @@ def resolve_dtype(array_dtype: np.dtype, configured: str | None) -> str:
     )
 
 
-def _config(level: int, paging: PagingSpec) -> ChunkConfig:
+def _config(level: int, paging: PagingSpec, delta: DeltaSpec | None = None) -> ChunkConfig:
     return ChunkConfig(
-        compression_level=level, mode_spec=ModeSpec.auto(), delta_spec=DeltaSpec.auto(), paging_spec=paging
+        compression_level=level,
+        mode_spec=ModeSpec.auto(),
+        delta_spec=DeltaSpec.auto() if delta is None else delta,
+        paging_spec=paging,
     )
 
 
-def _header(mode: int, dtype_name: str, payload: bytes) -> bytes:
-    head = MAGIC + bytes([FORMAT_VERSION])
+def _header(mode: int, dtype_name: str, payload: bytes, version: int = FORMAT_VERSION) -> bytes:
+    head = MAGIC + bytes([version])
     tail = bytes([mode, DTYPES.index(dtype_name)])
     crc = zlib.crc32(payload, zlib.crc32(tail, zlib.crc32(head)))
     return head + struct.pack("<I", crc) + tail
 
 
-def encode_chunk(array: np.ndarray, dtype: str | None = None, level: int = DEFAULT_LEVEL) -> bytes:
+def encode_chunk(
+    array: np.ndarray, dtype: str | None = None, level: int = DEFAULT_LEVEL, version: int = FORMAT_VERSION
+) -> bytes:
     """Encode ``array`` (any shape, C or F order) losslessly.
 
     Parameters
@@ -106,6 +130,8 @@ def encode_chunk(array: np.ndarray, dtype: str | None = None, level: int = DEFAU
         The configured value dtype, or ``None`` for the array's own.
     level
         pcodec compression level (0-12).
+    version
+        Format version whose encoder choices to follow (1 or 2; see the module docstring).
 
     Returns
     -------
@@ -118,18 +144,25 @@ def encode_chunk(array: np.ndarray, dtype: str | None = None, level: int = DEFAU
     native = array.dtype.newbyteorder("=") if array.dtype.byteorder in "<>" else array.dtype
     flat = np.ascontiguousarray(array, dtype=native).reshape(-1).view(storage)
     if flat.size == 0:
-        return _header(MODE_EMPTY, name, b"")
+        return _header(MODE_EMPTY, name, b"", version)
+    plane = array.shape[-1] * array.shape[-2] if array.ndim >= 3 else 0
+    n_planes = flat.size // plane if plane else 0
+    smallest = MIN_PLANE_VALUES if version == 1 else V2_MIN_PLANE_VALUES
+    try_planes = n_planes >= 2 and smallest <= plane <= PLAIN_PAGE_VALUES
+    plain_level = level if version == 1 or try_planes else min(level + 1, 12)
     mode = MODE_PLAIN
-    payload = standalone.simple_compress(flat, _config(level, PagingSpec.equal_pages_up_to(PLAIN_PAGE_VALUES)))
-    if array.ndim >= 3:
-        plane = array.shape[-1] * array.shape[-2]
-        n_planes = flat.size // plane if plane else 0
-        if n_planes >= 2 and MIN_PLANE_VALUES <= plane <= PLAIN_PAGE_VALUES:
-            paging = PagingSpec.exact_page_sizes([plane] * n_planes)
-            planes = standalone.simple_compress(flat, _config(level, paging))
-            if len(planes) < len(payload):
-                mode, payload = MODE_PLANES, planes
-    return _header(mode, name, payload) + payload
+    payload = standalone.simple_compress(flat, _config(plain_level, PagingSpec.equal_pages_up_to(PLAIN_PAGE_VALUES)))
+    if try_planes:
+        paging = PagingSpec.exact_page_sizes([plane] * n_planes)
+        if version == 1:
+            config = _config(level, paging)
+        else:
+            drop = V2_PLANES_LEVEL_DROP if plane < V2_FULL_LEVEL_PLANE_VALUES else 0
+            config = _config(max(level - drop, 0), paging, DeltaSpec.no_op())
+        planes = standalone.simple_compress(flat, config)
+        if len(planes) < len(payload):
+            mode, payload = MODE_PLANES, planes
+    return _header(mode, name, payload, version) + payload
 
 
 def decode_chunk(data: bytes, dtype: str | None = None) -> tuple[np.ndarray, str]:

@@ -240,7 +240,7 @@ def encode_lossy_chunk(
     plane = _plane_size(arr.shape)
     if scheme == "bitround":
         rounded = _bitround(arr, name, keepbits)
-        payload = encode_chunk(rounded, "bfloat16" if name == "bfloat16" else name, level)
+        payload = encode_chunk(rounded, "bfloat16" if name == "bfloat16" else name, level, version=1)
         return _header(scheme, name, keepbits, b"", 0, plane) + payload
     planes = x.reshape(-1, plane) if plane else x.reshape(0, 0)
     if scheme == "affine":
@@ -249,7 +249,9 @@ def encode_lossy_chunk(
         codes = np.rint((planes - offsets.astype(np.float64)[:, None]) / safe[:, None])
         codes = np.clip(codes, 0, 2**bits - 1).astype(np.uint16)
         params = offsets.astype("<f4").tobytes() + scales.astype("<f4").tobytes()
-        return _header(scheme, name, bits, params, len(planes), plane) + encode_chunk(codes.reshape(-1), None, level)
+        return _header(scheme, name, bits, params, len(planes), plane) + encode_chunk(
+            codes.reshape(-1), None, level, version=1
+        )
     step_per_plane = np.array([steps[i % len(steps)] for i in range(len(planes))], dtype=np.float64)
     q = np.rint(planes / step_per_plane[:, None]) if planes.size else planes
     if planes.size and np.abs(q).max() >= 2.0**62:
@@ -265,7 +267,9 @@ def encode_lossy_chunk(
         )
     codes = codes.astype(np.uint16 if span < 2**16 else np.uint32)
     params = step_per_plane.astype("<f8").tobytes() + bases.astype("<i8").tobytes()
-    return _header(scheme, name, 0, params, len(planes), plane) + encode_chunk(codes.reshape(-1), None, level)
+    return _header(scheme, name, 0, params, len(planes), plane) + encode_chunk(
+        codes.reshape(-1), None, level, version=1
+    )
 
 
 def decode_lossy_chunk(data: bytes) -> tuple[np.ndarray, str, str]:

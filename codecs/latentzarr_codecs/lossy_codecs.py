@@ -21,7 +21,7 @@ import numpy as np
 from numcodecs.abc import Codec
 from numcodecs.compat import ensure_bytes
 
-from latentzarr_codecs.config import DEFAULT_LEVEL, parse_dtype, parse_level
+from latentzarr_codecs.config import parse_dtype, parse_level
 from latentzarr_codecs.engine import resolve_dtype
 from latentzarr_codecs.lossy import (
     LOSSY_CONFIG_KEYS,
@@ -41,6 +41,9 @@ if TYPE_CHECKING:
     from zarr.core.dtype.wrapper import TBaseDType, TBaseScalar, ZDType
 
 __all__ = ["LossyCodec", "LossyPCodec"]
+
+LOSSY_DEFAULT_LEVEL = 9
+"""pcodec level of the lossy codec's entropy stage (its inner chunks follow the lossless format version 1)."""
 
 
 def _parse_version(data: Any) -> int:
@@ -96,7 +99,7 @@ class LossyPCodec(Codec):
         bits: int | None = None,
         steps: float | list[float] | tuple[float, ...] | None = None,
         dtype: str | None = None,
-        level: int = DEFAULT_LEVEL,
+        level: int = LOSSY_DEFAULT_LEVEL,
         version: int = LOSSY_FORMAT_VERSION,
     ) -> None:
         self.version = _parse_version(version)
@@ -165,7 +168,7 @@ class LossyCodec(EngineBytesCodec):
     bits: int | None = None
     steps: tuple[float, ...] | None = None
     dtype: str | None = None
-    level: int = DEFAULT_LEVEL
+    level: int = LOSSY_DEFAULT_LEVEL
     version: int = LOSSY_FORMAT_VERSION
 
     def __init__(
@@ -176,7 +179,7 @@ class LossyCodec(EngineBytesCodec):
         bits: int | None = None,
         steps: float | list[float] | tuple[float, ...] | None = None,
         dtype: str | None = None,
-        level: int = DEFAULT_LEVEL,
+        level: int = LOSSY_DEFAULT_LEVEL,
         version: int = LOSSY_FORMAT_VERSION,
     ) -> None:
         engine = LossyPCodec(scheme, keepbits, bits, steps, dtype, level, version)

@@ -43,9 +43,10 @@ class LatentPCodec(Codec):
         take the dtype of each array encoded (and of each chunk decoded). With ``"bfloat16"`` the input may be an
         ml_dtypes ``bfloat16`` array or its bits as ``uint16``.
     level
-        pcodec compression level 0-12 (default 9; numcodecs' ``PCodec`` uses 8).
+        pcodec compression level 0-12 (default 8, as numcodecs' ``PCodec``).
     version
-        Format version of this configuration; only 1 exists.
+        Format version of this configuration: 1 or 2 (the default); they decode alike and differ in how the
+        encoder picks a chunk's layout (see ``latentzarr_codecs.engine``).
 
     Notes
     -----
@@ -75,7 +76,7 @@ class LatentPCodec(Codec):
 
     def encode(self, buf: Any) -> bytes:
         """Encode an array (or an object exposing the buffer protocol with a typed format) to bytes."""
-        return encode_chunk(np.asarray(buf), self.dtype, self.level)
+        return encode_chunk(np.asarray(buf), self.dtype, self.level, self.version)
 
     def decode(self, buf: Any, out: Any = None) -> Any:
         """Decode bytes; fill and return ``out`` when given, else return a new flat array."""

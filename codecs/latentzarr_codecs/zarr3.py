@@ -86,9 +86,10 @@ class LatentCodec(EngineBytesCodec):
         Value dtype: ``"float32"``, ``"float16"``, ``"bfloat16"`` (stored as its bits in a ``uint16`` array),
         ``"uint16"`` or ``"uint32"``; ``None`` (default) takes the array's dtype when the array is created.
     level
-        pcodec compression level 0-12 (default 9). Only encoding depends on it.
+        pcodec compression level 0-12 (default 8, as numcodecs' ``PCodec``). Only encoding depends on it.
     version
-        Configuration / chunk format version; only 1 exists.
+        Configuration / chunk format version: 1 or 2 (the default); they decode alike and differ in how the
+        encoder picks a chunk's layout.
 
     Examples
     --------

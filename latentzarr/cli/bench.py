@@ -1,4 +1,5 @@
-"""``latentzarr bench``: serving benchmarks on a local Dask cluster (image-hit overhead, spillover)."""
+"""``latentzarr bench``: serving benchmarks on a local Dask cluster (image-hit overhead, spillover) and the store at
+scale (``bench scale``)."""
 
 from __future__ import annotations
 
@@ -105,3 +106,32 @@ def spillover(store: str, json_out: Path, requests: int, clients: int, think_ms:
                f"{100 * bar['p99_reduction_target']:.0f}%): {'met' if bar['p99_met'] else 'MISSED'}; "
                f"cache-served difference {100 * doc['served_fraction_difference']:+.1f} points (target within "
                f"{100 * bar['served_fraction_tolerance']:.0f}): {'met' if bar['served_fraction_met'] else 'MISSED'}")
+
+
+@bench.command("scale")
+@click.option("--ids", "n_ids", type=click.IntRange(1), required=True, help="Ids in the store (built or grown).")
+@_json
+@click.option("--store", "store_path", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Store to build or reuse [./scale-<ids>.zarr].")
+@click.option("--writers", type=click.IntRange(1, 256), default=8, show_default=True,
+              help="Concurrent single-id writers (threads of one group-commit writer; and processes).")
+@click.option("--single-puts", type=click.IntRange(1), default=800, show_default=True,
+              help="Single-id puts in all (shared by the writer threads of one group-commit writer).")
+@click.option("--process-puts", type=click.IntRange(0), default=None,
+              help="Single-id puts in all by as many writer processes (plain put) [--single-puts]; 0 skips them.")
+@click.option("--lookups", type=click.IntRange(1), default=2000, show_default=True, help="Random reads timed.")
+@click.option("--lag-commits", type=click.IntRange(0), default=100, show_default=True,
+              help="Commits a reader is behind when its refresh is timed.")
+@click.option("--verify/--no-verify", default=False, show_default=True, help="Also time verify() of every id.")
+@one_line_errors
+def scale(n_ids: int, json_out: Path, store_path: Path | None, writers: int, single_puts: int,
+          process_puts: int | None, lookups: int, lag_commits: int, verify: bool) -> None:
+    """Open time, memory, lookups, info, open_dataset, single-id put rate and index bytes of a store of N ids."""
+    from latentzarr.bench.scale import bench_scale, format_table
+
+    workdir = store_path.parent if store_path is not None else Path.cwd()
+    doc = bench_scale(n_ids, store=store_path, writers=writers, single_puts=single_puts,
+                      process_puts=process_puts, lookups=lookups,
+                      lag_commits=lag_commits, verify=verify, workdir=workdir, progress=True)
+    _write(doc, json_out)
+    click.echo(format_table(doc))

@@ -18,6 +18,7 @@ half-empty ones, and step 4 checks that the shards it commits still exist (:clas
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import threading
@@ -50,7 +51,15 @@ from latentzarr.store.arrays import (
 )
 from latentzarr.store.backend import Backend
 from latentzarr.store.index import MOVE, IdIndex, commit_table
-from latentzarr.store.layout import ARRAYS_GROUP, FORMAT_VERSION, array_name, latent_digest, to_logical, to_storage
+from latentzarr.store.layout import (
+    ARRAYS_GROUP,
+    FORMAT_VERSION,
+    INDEX_DIR,
+    array_name,
+    latent_digest,
+    to_logical,
+    to_storage,
+)
 from latentzarr.store.locking import DEFAULT_TIMEOUT, make_lock
 from latentzarr.store.retry import with_retries
 from latentzarr.store.vacuum import DEFAULT_COMPACT_AT, DEFAULT_GRACE_S, VacuumReport, vacuum
@@ -69,16 +78,26 @@ if TYPE_CHECKING:
     from latentzarr.precision.modes import PrecisionMode
     from latentzarr.store.chunks import EncodedLatent
     from latentzarr.store.faults import FaultInjector
+    from latentzarr.store.group import GroupWriter
 
 T = TypeVar("T")
 
-__all__ = ["CHECKPOINT_EVERY", "DEFAULT_SHARD_IMAGES", "LatentStore", "MixedArraysError"]
+__all__ = ["CHECKPOINT_EVERY", "CHECKPOINT_GROWTH", "CHECKPOINT_MIN_BYTES", "DEFAULT_SHARD_IMAGES", "LatentStore",
+           "MixedArraysError"]
 
 DEFAULT_SHARD_IMAGES = 64
 """Images per shard object of a new store."""
 
 CHECKPOINT_EVERY = 1024
-"""A put writes an index checkpoint once this many commit files have accumulated since the last one."""
+"""A put writes an index checkpoint once this many commit files have accumulated since the last one..."""
+
+CHECKPOINT_GROWTH = 0.5
+"""... or once the commit files since the last one take this share of its bytes (and ``CHECKPOINT_MIN_BYTES``):
+each checkpoint rewrites the whole index, so they come at geometrically growing sizes (amortised O(1) per id), and
+after compaction the index takes at most (1 + this) x the bytes of one checkpoint of everything."""
+
+CHECKPOINT_MIN_BYTES = 1 << 20
+"""Commit bytes below which no checkpoint is written for growth alone."""
 
 
 _COMMIT_ATTEMPTS = 20
@@ -343,9 +362,26 @@ class LatentStore:
                 except FileExistsError:  # another writer took this seq (only after a broken lease): retry
                     if attempt == _COMMIT_ATTEMPTS - 1:
                         raise
-        if self._index.commits_since_checkpoint >= CHECKPOINT_EVERY:  # derived data: outside the lock
-            with self._mutex:
-                self._index.checkpoint()
+        self._maybe_checkpoint()
+
+    def _maybe_checkpoint(self) -> None:
+        """After a commit: write a checkpoint when one is due (derived data: outside the writer lock), and delete
+        the index files an earlier checkpoint replaced more than the default grace period ago."""
+        with self._mutex:
+            if not self._index.checkpoint_due(CHECKPOINT_EVERY, CHECKPOINT_GROWTH, CHECKPOINT_MIN_BYTES):
+                return
+        if self._checkpoint() is not None:
+            self._index.reclaim(DEFAULT_GRACE_S)
+
+    def _checkpoint(self) -> int | None:
+        """Write a checkpoint of what is loaded (under the mutex), then move the hint to it (under the writer lock
+        alone: committers take the lock before the mutex)."""
+        with self._mutex:
+            seq = self._index.checkpoint()
+        if seq is not None:
+            with self._lock if self._lock is not None else contextlib.nullcontext():
+                self._index.advance_hint(seq)
+        return seq
 
     def _append(self, model: str, attrs: dict[str, Any] | None, array: np.ndarray, logical: str,
                 mode: PrecisionMode | None) -> tuple[ArrayMeta, int, list[bytes]]:
@@ -773,11 +809,24 @@ class LatentStore:
         total["lossy_images"] = sum(a["images"] for a in arrays if a["lossy"])
         return {"url": self.url, "format_version": FORMAT_VERSION, **total, "arrays": arrays}
 
-    def verify(self, ids: Sequence[str] | None = None, *, batch: int = 256) -> dict[str, Any]:
+    def verify(self, ids: Sequence[str] | None = None, *, batch: int = 256, client: Any = None,
+               progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
         """Re-read latents (all, or ``ids``) and compare their SHA-256 with the index.
 
         For an id in a lossy array the digest is that of its stored (rounded) values: still a bit-exact check of
         what is stored.
+
+        Parameters
+        ----------
+        ids
+            Ids to check; None checks every id.
+        batch
+            Ids per batch (rows of one array, in row order; >= 1).
+        client
+            A ``distributed.Client``: check the batches as tasks on its cluster (workers open only the arrays,
+            not the id index). None checks them here, one after another.
+        progress
+            Called with (ids checked, ids to check) after each batch.
 
         Returns
         -------
@@ -790,49 +839,48 @@ class LatentStore:
         StoreUnavailableError
             The store did not answer, even after retries: nothing is reported as damaged because of it.
         """
+        from latentzarr.store.verifying import empty_report, merge_reports, verify_rows, verify_task
+
+        if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
+            raise ValueError(f"Expected batch as an integer >= 1 (ids per batch). Got {batch!r} instead.")
         self.refresh()
         positions = self._positions(list(ids)) if ids is not None else np.arange(len(self._index))
         codes, rows = self._index.locate(positions)
-        report: dict[str, Any] = {"checked": 0, "ok": 0, "mismatched": [], "unreadable": {}}
+        report = empty_report()
+        parts = []  # (array name, rows, ids, expected digests)
         for code in np.unique(codes):
             name = self._index.array_name(int(code))
-            meta = self._array_meta(name)
             sel = np.flatnonzero(codes == code)
             sel = sel[np.argsort(rows[sel], kind="stable")]
             for lo in range(0, len(sel), batch):
                 part = sel[lo: lo + batch]
-                part_ids = self._index.ids_at(positions[part])
-                self._verify_part(name, meta, rows[part], part_ids, positions[part], report)
+                parts.append((name, rows[part], self._index.ids_at(positions[part]),
+                              [self._index.latent_digest(int(p)) for p in positions[part]]))
+        total = len(positions)
+        if client is None:
+            for name, part_rows, part_ids, expected in parts:
+                meta = self._array_meta(name)
+                handle = self._read(f"array {name!r}", self._handle, name, int(part_rows.max()) + 1)
+                merge_reports(report, verify_rows(handle, meta, part_rows, part_ids, expected, self._read))
+                if progress is not None:
+                    progress(report["checked"], total)
+        else:
+            from distributed import as_completed
+
+            options = self._backend.storage_options or None
+            futures = [client.submit(verify_task, self.url, options, self._array_meta(name), part_rows, part_ids,
+                                     expected, pure=False)
+                       for name, part_rows, part_ids, expected in parts]
+            for future in as_completed(futures):
+                merge_reports(report, future.result())
+                if progress is not None:
+                    progress(report["checked"], total)
         if report["unreadable"] and self._moved_on():  # ids may have moved (and a vacuum reclaimed their old rows)
             again = self.verify(list(report["unreadable"]), batch=batch)
             report["ok"] += again["ok"]
             report["mismatched"] += again["mismatched"]
             report["unreadable"] = again["unreadable"]
         return report
-
-    def _verify_part(self, name: str, meta: ArrayMeta, rows: np.ndarray, ids: list[str], positions: np.ndarray,
-                     report: dict[str, Any]) -> None:
-        handle = self._read(f"array {name!r}", self._handle, name, int(rows.max()) + 1)
-        what = f"rows of array {name!r}"
-        try:
-            latents = self._read(what, read_rows, handle, meta, rows, ids)
-            pairs = list(zip(ids, latents, positions, strict=True))
-        except CorruptDataError:  # damaged somewhere in this batch: check one by one
-            pairs = []
-            for i, image_id in enumerate(ids):
-                try:
-                    pairs.append((image_id, self._read(what, read_rows, handle, meta, rows[i:i + 1], [image_id])[0],
-                                  positions[i]))
-                except CorruptDataError as exc:
-                    report["checked"] += 1
-                    report["unreadable"][image_id] = str(exc)
-        for image_id, latent, pos in pairs:
-            report["checked"] += 1
-            expected = self._index.latent_digest(int(pos))
-            if latent_digest(to_storage(latent, meta.dtype)).hex() == expected:
-                report["ok"] += 1
-            else:
-                report["mismatched"].append(image_id)
 
     def vacuum(self, *, grace: float = DEFAULT_GRACE_S, compact_at: float = DEFAULT_COMPACT_AT, dry_run: bool = False,
                progress: Callable[[str], None] | None = None) -> VacuumReport:
@@ -871,11 +919,39 @@ class LatentStore:
         """
         return vacuum(self, grace=grace, compact_at=compact_at, dry_run=dry_run, progress=progress)
 
-    def compact(self) -> int | None:
-        """Write an index checkpoint (merged commits) so that opening reads one file; return its seq."""
+    def writer(self, *, max_ids: int = 1024, max_wait_s: float = 0.0) -> GroupWriter:
+        """A :class:`~latentzarr.store.group.GroupWriter`: single-id puts of many threads share shards and index
+        commits (group commit); each put returns once its id is durable. Close it (or use ``with``) to flush."""
+        from latentzarr.store.group import GroupWriter
+
+        return GroupWriter(self, max_ids=max_ids, max_wait_s=max_wait_s)
+
+    def index_stats(self) -> dict[str, int]:
+        """``index_bytes`` and ``index_files`` (every object under ``index/``: commits, checkpoints, hint) and
+        ``live_index_bytes`` (what one checkpoint of the current index takes); sizes in bytes."""
         self.refresh()
         with self._mutex:
-            return self._index.checkpoint()
+            live = self._index.live_bytes()
+        return {"index_bytes": self._backend.size(INDEX_DIR), "index_files": len(self._backend.listdir(INDEX_DIR)),
+                "live_index_bytes": live}
+
+    def compact(self, *, grace: float | None = None) -> int | None:
+        """Write an index checkpoint (merged commits) so that opening reads one file; return its seq.
+
+        Parameters
+        ----------
+        grace
+            Also delete the index files that checkpoint replaced (commit files, older checkpoints) when it is at
+            least ``grace`` seconds (>= 0) old: ``0`` deletes them now. Readers that were behind catch up from the
+            checkpoint; ``grace`` protects reads in flight. ``None`` (the default) deletes nothing.
+        """
+        if grace is not None and (isinstance(grace, bool) or not isinstance(grace, int | float) or not grace >= 0):
+            raise ValueError(f"Expected grace as seconds >= 0 or None. Got {grace!r} instead.")
+        self.refresh()
+        seq = self._checkpoint()
+        if grace is not None:
+            self._index.reclaim(float(grace))
+        return seq
 
     def to_xarray(self, array: str | None = None) -> xr.Dataset:
         """A lazy xarray view of one array's committed latents.

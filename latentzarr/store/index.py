@@ -3,7 +3,16 @@
 Each successful ``put`` writes one immutable file ``index/<seq:010d>.parquet`` (atomically, exclusively) after
 its latents are written; an id exists exactly when a commit file names it. Readers load commit files
 incrementally (they remember the last seq read), so a put that died before its commit is never visible.
-A checkpoint ``index/checkpoint-<seq:010d>.parquet`` merges commits 0..seq; readers start from the newest one.
+A checkpoint ``index/checkpoint-<seq:010d>.parquet`` merges commits 0..seq; readers start from the newest one,
+named by the hint ``index/latest-checkpoint``. The hint only moves forward (it is written under the writer lock, and
+only when it names an older checkpoint).
+
+Compaction (:meth:`IdIndex.reclaim`) deletes the commit files a checkpoint replaced and the older checkpoints, once
+the checkpoint named by the hint is ``grace`` seconds old; only files at or below the hint's seq are ever deleted.
+So a reader whose probe of ``<last_seq + 1>`` finds nothing reads the hint: when it names a checkpoint past
+``last_seq``, the commits in between may be gone, and the reader merges that checkpoint (new ids are added, ids
+whose location changed are applied as a move at the checkpoint's seq) and carries on probing after it. Otherwise
+nothing newer exists. Writers refresh under the lock before they commit, so no seq is ever taken twice.
 
 A *move* commit (parquet schema metadata ``latentzarr.kind = move``, written only by
 :meth:`LatentStore.rewrite`, e.g. by the lifecycle policy) re-points ids that are already committed to a new
@@ -104,6 +113,10 @@ class IdIndex:
         self.last_seq = -1
         """Highest commit seq loaded (-1: none)."""
         self.commits_since_checkpoint = 0
+        self.bytes_since_checkpoint = 0
+        """Bytes of the commit files loaded since the last checkpoint (or since the start)."""
+        self.checkpoint_bytes = 0
+        """Bytes of the last checkpoint loaded or written (0: none)."""
         self._pos: dict[str, int] = {}
         self._ids: list[str] = []
         self._codes = _Column(np.int32)
@@ -128,20 +141,63 @@ class IdIndex:
         """
         before = len(self._ids)
         if self.last_seq < 0:
-            seq = self._latest_checkpoint()
-            if seq is not None:
-                self._add(self._read(f"checkpoint-{seq:010d}.parquet"))
-                self.last_seq = seq
+            self._catch_up()  # start from the newest checkpoint
         while True:
             seq = self.last_seq + 1
             try:
-                table = self._read(f"{seq:010d}.parquet")
+                table, size = self._read(f"{seq:010d}.parquet")
             except FileNotFoundError:
-                break
+                # The end of the log, or commits a checkpoint replaced were deleted (module docstring).
+                if not self._catch_up():
+                    break
+                continue
             self._add(table, seq)
             self.last_seq = seq
             self.commits_since_checkpoint += 1
+            self.bytes_since_checkpoint += size
         return len(self._ids) - before
+
+    def _catch_up(self) -> bool:
+        """Load the checkpoint the hint names if it is past ``last_seq``; return whether one was loaded."""
+        for _ in range(20):  # the named checkpoint can itself be replaced and deleted meanwhile: read the hint again
+            seq = self._latest_checkpoint()
+            if seq is None or seq <= self.last_seq:
+                return False
+            try:
+                table, size = self._read(f"checkpoint-{seq:010d}.parquet")
+            except FileNotFoundError:
+                continue
+            if self.last_seq < 0:
+                self._add(table)
+            else:
+                self._merge(table, seq)
+            self.last_seq = seq
+            self.commits_since_checkpoint = self.bytes_since_checkpoint = 0
+            self.checkpoint_bytes = size
+            return True
+        raise FileNotFoundError(f"Expected the index checkpoint named by {_HINT!r} to exist. Got it deleted 20 times "
+                                "in a row instead; is a compaction with grace 0 running in a loop?")
+
+    def _merge(self, table: pa.Table, seq: int) -> None:
+        """Bring a loaded index up to checkpoint ``seq`` whose commits were deleted: add the ids it lacks (in
+        checkpoint order) and apply every location change as a move at ``seq`` (positions stay stable)."""
+        ids = table.column("id").to_pylist()
+        known = np.fromiter((i in self._pos for i in ids), dtype=bool, count=len(ids))
+        if (~known).any():
+            self._add(table.filter(pa.array(~known)))
+        if not known.any():
+            return
+        old = table.filter(pa.array(known))
+        positions = np.fromiter((self._pos[i] for i in old.column("id").to_pylist()), dtype=np.int64,
+                                count=old.num_rows)
+        names = np.asarray(self._array_names, dtype=object)
+        was_array = names[self._codes.values[positions]]
+        was_row = self._rows.values[positions]
+        now_array = np.asarray(old.column("array").to_pylist(), dtype=object)
+        now_row = old.column("row").to_numpy()
+        changed = (was_array != now_array) | (was_row != now_row)
+        if changed.any():
+            self._move(old.filter(pa.array(changed)), seq)
 
     def _latest_checkpoint(self) -> int | None:
         """Seq of the checkpoint named by the hint file (None when there is none or it is unreadable)."""
@@ -151,11 +207,13 @@ class IdIndex:
             return None
         return seq if seq >= 0 else None
 
-    def _read(self, name: str) -> pa.Table:
-        table = pq.read_table(io.BytesIO(self.backend.read(f"{INDEX_DIR}/{name}")))
+    def _read(self, name: str) -> tuple[pa.Table, int]:
+        """The index file ``name`` as a table, and its size in bytes."""
+        data = self.backend.read(f"{INDEX_DIR}/{name}")
+        table = pq.read_table(io.BytesIO(data))
         kind = (table.schema.metadata or {}).get(_KIND_KEY)
         table = table.select(INDEX_SCHEMA.names).cast(INDEX_SCHEMA)
-        return table if kind is None else table.replace_schema_metadata({_KIND_KEY: kind})
+        return (table if kind is None else table.replace_schema_metadata({_KIND_KEY: kind})), len(data)
 
     def _add(self, table: pa.Table, seq: int = -1) -> None:
         if table.num_rows == 0:
@@ -233,25 +291,81 @@ class IdIndex:
                 raise ValueError(f"Expected kind None or {MOVE!r}. Got {kind!r} instead.")
             table = table.replace_schema_metadata({_KIND_KEY: MOVE.encode()})
         seq = self.next_seq()
-        self.backend.write(f"{INDEX_DIR}/{seq:010d}.parquet", _to_bytes(table), exclusive=True)
+        data = _to_bytes(table)
+        self.backend.write(f"{INDEX_DIR}/{seq:010d}.parquet", data, exclusive=True)
         self._add(table, seq)
         self.last_seq = seq
         self.commits_since_checkpoint += 1
+        self.bytes_since_checkpoint += len(data)
         return seq
 
+    def checkpoint_due(self, every: int, growth: float, min_bytes: int) -> bool:
+        """Whether a checkpoint is due: ``every`` commits since the last one, or commit bytes since then of at
+        least ``growth`` x the last checkpoint's bytes and ``min_bytes`` (so rewriting the whole index stays
+        amortised O(1) per id, and the index stays within (1 + growth) x its live size once compacted)."""
+        if self.commits_since_checkpoint >= every:
+            return True
+        return self.bytes_since_checkpoint >= max(min_bytes, growth * self.checkpoint_bytes)
+
     def checkpoint(self) -> int | None:
-        """Write ``checkpoint-<last_seq>.parquet`` merging everything loaded; return its seq (None if empty)."""
+        """Write ``checkpoint-<last_seq>.parquet`` merging everything loaded; return its seq (None if empty).
+
+        Then call :meth:`advance_hint` with that seq under the writer lock (not under a lock that a committer
+        takes after the writer lock).
+        """
         if self.last_seq < 0 or not self._tables:
             return None
-        table = self._merged()
+        data = _to_bytes(self._merged())
         with contextlib.suppress(FileExistsError):  # someone else checkpointed the same state
-            self.backend.write(f"{INDEX_DIR}/checkpoint-{self.last_seq:010d}.parquet", _to_bytes(table),
-                               exclusive=True)
-        latest = self._latest_checkpoint()
-        if latest is None or latest < self.last_seq:  # a racing checkpointer may regress it: still correct
-            self.backend.write(_HINT, str(self.last_seq).encode())
-        self.commits_since_checkpoint = 0
+            self.backend.write(f"{INDEX_DIR}/checkpoint-{self.last_seq:010d}.parquet", data, exclusive=True)
+        self.commits_since_checkpoint = self.bytes_since_checkpoint = 0
+        self.checkpoint_bytes = len(data)
         return self.last_seq
+
+    def advance_hint(self, seq: int) -> None:
+        """Point the hint at checkpoint ``seq`` unless it names a newer one (call under the writer lock, so the
+        hint only moves forward)."""
+        latest = self._latest_checkpoint()
+        if latest is None or latest < seq:
+            self.backend.write(_HINT, str(seq).encode())
+
+    def reclaim(self, grace: float) -> dict[str, int]:
+        """Delete index files the hint's checkpoint replaced (commits at or below its seq, older checkpoints) once
+        that checkpoint is ``grace`` seconds old; return ``{"deleted_files", "deleted_bytes"}``.
+
+        Safe with concurrent readers and writers without the lock: the hint only moves forward, and readers that
+        find a commit missing catch up from the hint (module docstring); ``grace`` protects reads in flight.
+        """
+        seq = self._latest_checkpoint()
+        out = {"deleted_files": 0, "deleted_bytes": 0}
+        if seq is None:
+            return out
+        name = f"checkpoint-{seq:010d}.parquet"
+        try:
+            if self.backend.modified_age(f"{INDEX_DIR}/{name}") < grace:
+                return out
+        except FileNotFoundError:
+            return out
+        for entry in self.backend.listdir(INDEX_DIR):
+            stem = entry.removesuffix(".parquet")
+            if stem == entry:
+                continue
+            number = stem.removeprefix("checkpoint-")
+            if not number.isdigit():
+                continue
+            old = int(number) < seq if stem.startswith("checkpoint-") else int(number) <= seq
+            if old:
+                key = f"{INDEX_DIR}/{entry}"
+                with contextlib.suppress(FileNotFoundError):  # another compaction took it
+                    size = self.backend.size(key)
+                    self.backend.delete(key)
+                    out["deleted_files"] += 1
+                    out["deleted_bytes"] += size
+        return out
+
+    def live_bytes(self) -> int:
+        """Bytes one checkpoint of everything loaded takes (the size of a fully compacted index)."""
+        return len(_to_bytes(self._merged())) if self._tables else 0
 
     def _merged(self) -> pa.Table:
         """Everything loaded as one table with :data:`INDEX_SCHEMA`."""

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import zarr
 from codec_helpers import special_values
-from latentzarr_codecs import CorruptChunkError, LatentCodec, LatentPCodec, UnsupportedVersionError
+from latentzarr_codecs import FORMAT_VERSION, CorruptChunkError, LatentCodec, LatentPCodec, UnsupportedVersionError
 
 
 @pytest.fixture(scope="module")
@@ -74,9 +74,10 @@ def _with_version(data: bytes, version: int) -> bytes:
 
 
 def test_future_chunk_version(encoded: bytes) -> None:
-    assert _with_version(encoded, 1) == encoded  # the helper reproduces the real framing
-    with pytest.raises(UnsupportedVersionError, match=r"Got version 2 instead.*Upgrade latentzarr-codecs"):
-        LatentPCodec().decode(_with_version(encoded, 2))
+    assert _with_version(encoded, FORMAT_VERSION) == encoded  # the helper reproduces the real framing
+    future = FORMAT_VERSION + 1
+    with pytest.raises(UnsupportedVersionError, match=rf"Got version {future} instead.*Upgrade latentzarr-codecs"):
+        LatentPCodec().decode(_with_version(encoded, future))
 
 
 def test_corrupt_chunk_in_a_zarr_store(tmp_path) -> None:

@@ -30,12 +30,14 @@ def _load(version: str, name: str) -> tuple[LatentPCodec, np.ndarray, bytes]:
     return numcodecs_codec, np.load(folder / f"{name}.npy", allow_pickle=False), (folder / f"{name}.dat").read_bytes()
 
 
-def test_golden_set_is_complete() -> None:
-    assert "v1" in VERSIONS
-    names = {name for version, name in CASES if version == "v1"}
+@pytest.mark.parametrize("version", ["v1", "v2"])
+def test_golden_set_is_complete(version: str) -> None:
+    assert version in VERSIONS
+    names = {name for v, name in CASES if v == version}
     assert {"float32", "float16", "bfloat16", "empty", "tiny"} <= names
-    modes = {(GOLDEN / "v1" / f"{name}.dat").read_bytes()[7] for name in names}
-    assert modes == {0, 1, 2}, "golden files must cover the empty, plain and per-plane modes"
+    chunks = [(GOLDEN / version / f"{name}.dat").read_bytes() for name in names]
+    assert {chunk[7] for chunk in chunks} == {0, 1, 2}, "golden files must cover the empty, plain and per-plane modes"
+    assert {chunk[2] for chunk in chunks} == {int(version[1:])}, "each chunk carries its format version"
 
 
 @pytest.mark.parametrize(("version", "name"), CASES)

@@ -19,7 +19,7 @@ def test_config_roundtrip(codec: LatentCodec) -> None:
 def test_to_dict_shape() -> None:
     assert LatentCodec(dtype="bfloat16").to_dict() == {
         "name": "latentzarr.latent",
-        "configuration": {"version": 1, "dtype": "bfloat16", "level": 9},
+        "configuration": {"version": 2, "dtype": "bfloat16", "level": 8},
     }
     assert LatentCodec.from_dict({"name": "latentzarr.latent"}) == LatentCodec()
 
