@@ -19,6 +19,7 @@ __all__ = [
     "ModelNotFoundError",
     "NotALatentStoreError",
     "ObjectTooLargeError",
+    "SpawnedImportError",
     "StoreLockedError",
     "StoreUnavailableError",
     "TraceFormatError",
@@ -122,3 +123,9 @@ class InvalidImageError(LatentZarrError, ValueError):
 
 class BatchOutputError(LatentZarrError, ValueError):
     """A batch-decode output folder was written with other settings (batch size, format, selection)."""
+
+
+class SpawnedImportError(LatentZarrError, RuntimeError):
+    """A local cluster was started at a script's top level, outside ``if __name__ == "__main__":``: each spawned
+    worker process re-imports the script and would start a cluster again (see
+    :mod:`latentzarr.cluster.spawn_guard`)."""
