@@ -64,7 +64,16 @@ class InvalidLatentError(LatentZarrError, ValueError):
 
 
 class NotALatentStoreError(LatentZarrError, ValueError):
-    """A path or URL does not hold a latentzarr store."""
+    """A path or URL does not hold a latentzarr store.
+
+    ``url`` is where it was looked for and ``found`` says what is there instead (both None when not known), so
+    that a front end (the CLI) can say how to create one in its own terms.
+    """
+
+    def __init__(self, message: str, *, url: str | None = None, found: str | None = None) -> None:
+        super().__init__(message)
+        self.url = url
+        self.found = found
 
 
 class UnsupportedFormatError(LatentZarrError, ValueError):

@@ -203,15 +203,14 @@ class LatentStore:
         try:
             group = zarr.open_group(store=backend.zarr_store, mode="r", zarr_format=3)
         except (FileNotFoundError, zarr.errors.GroupNotFoundError, ValueError, KeyError) as exc:
-            raise NotALatentStoreError(
-                f"Expected a latentzarr store at {backend.url!r}. Got no Zarr v3 group there instead. {how}"
-            ) from exc
+            found = "no Zarr v3 group there"
+            raise NotALatentStoreError(f"Expected a latentzarr store at {backend.url!r}. Got {found} instead. {how}",
+                                       url=backend.url, found=found) from exc
         attrs = group.attrs.get("latentzarr")
         if not isinstance(attrs, dict) or "format_version" not in attrs:
-            raise NotALatentStoreError(
-                f"Expected a latentzarr store at {backend.url!r}. Got a Zarr group without 'latentzarr' "
-                f"attributes instead. {how}"
-            )
+            found = "a Zarr group without 'latentzarr' attributes"
+            raise NotALatentStoreError(f"Expected a latentzarr store at {backend.url!r}. Got {found} instead. {how}",
+                                       url=backend.url, found=found)
         version = attrs["format_version"]
         if not isinstance(version, int) or version > FORMAT_VERSION:
             raise UnsupportedFormatError(
