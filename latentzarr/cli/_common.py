@@ -42,6 +42,11 @@ def open_store(url: str, mode: str = "r"):
     return LatentStore.open(url, mode=mode)
 
 
+def plural(n: int, noun: str, nouns: str | None = None) -> str:
+    """``plural(1, "file")`` -> ``'1 file'``; ``plural(2, "file")`` -> ``'2 files'``."""
+    return f"{n} {noun if n == 1 else (nouns or noun + 's')}"
+
+
 def human_bytes(n: float) -> str:
     """``1536`` -> ``'1.5 KiB'``."""
     for unit in ("B", "KiB", "MiB", "GiB", "TiB"):

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from latentzarr.cli._common import human_bytes, one_line_errors, open_store
+from latentzarr.cli._common import human_bytes, one_line_errors, open_store, plural
 
 DTYPES = click.Choice(["float16", "bfloat16", "float32"])
 
@@ -17,28 +17,73 @@ DTYPES = click.Choice(["float16", "bfloat16", "float32"])
 @click.argument("store")
 @click.option("--model", default="taef2", show_default=True, help="Model name, weights folder, or diffusers:<id>.")
 @click.option("--size", type=click.IntRange(8, 8192), help="Resize so the longest side is SIZE pixels first.")
+@click.option("--pad", is_flag=True,
+              help="Pad sides that are not a multiple of 8 (repeating the edge pixels) instead of centre-cropping "
+              "them; the stored picture is then the padded one.")
+@click.option("-r", "--recursive", is_flag=True,
+              help="Also ingest the images in subfolders; ids are then paths below DIRECTORY (cats/tom).")
 @click.option("--dtype", type=DTYPES, default="float16", show_default=True, help="Stored latent dtype.")
-@click.option("--batch-size", type=click.IntRange(1, 1024), default=8, show_default=True)
+@click.option("--batch-size", type=click.IntRange(1, 1024), default=8, show_default=True,
+              help="Images per commit (put) to the store.")
 @click.option("--no-digest", is_flag=True, help="Skip the decode that records a pixel digest per image.")
 @click.option("--shard-images", type=click.IntRange(1, 65536), default=64, show_default=True,
               help="Images per shard object when the store is created.")
 @one_line_errors
-def ingest_images_cmd(directory: Path, store: str, model: str, size: int | None, dtype: str, batch_size: int,
-                      no_digest: bool, shard_images: int) -> None:
+def ingest_images_cmd(directory: Path, store: str, model: str, size: int | None, pad: bool, recursive: bool,
+                      dtype: str, batch_size: int, no_digest: bool, shard_images: int) -> None:
     """Encode the images in DIRECTORY (or one file) into the latent STORE (created if missing).
 
-    Ids are the file names without suffix; ids already in the store are skipped.
+    Ids are the file names without suffix; ids already in the store are skipped. Pictures are changed to fit
+    the model, and the summary counts each change: transparent pixels are composited on white, and sides that
+    are not a multiple of 8 pixels are centre-cropped (--pad pads them instead). Unreadable or too small files
+    are skipped and listed; when nothing was ingested and a file failed, the exit status is 1 and no store is
+    created. Subfolders are entered only with --recursive (the summary says when some were not).
     """
-    from latentzarr.ingest import ingest_images
+    from latentzarr.ingest import ingest_arrays, load_images
     from latentzarr.models import load_model
     from latentzarr.store import LatentStore
 
-    st = LatentStore.open(store, mode="a", shard_images=shard_images)
-    report = ingest_images(st, directory, load_model(model), size=size, dtype=dtype, batch_size=batch_size,
-                           digest=not no_digest, progress=True)
+    ae = load_model(model)
+    pictures, loaded = load_images(directory, ae.downscale, size=size, pad=pad, recursive=recursive,
+                                   progress=True)
+    report, total = loaded, 0
+    if pictures:
+        st = LatentStore.open(store, mode="a", shard_images=shard_images)
+        report = ingest_arrays(st, pictures, ae, dtype=dtype, batch_size=batch_size, digest=not no_digest,
+                               progress=True).merge(loaded)
+        total = len(st)
     for image_id, reason in report.skipped.items():
         click.echo(f"skipped {image_id!r}: {reason}", err=True)
-    click.echo(f"ingested {len(report.ids)} images into {store} ({len(st)} in total)")
+    if not report.ids and report.failed:
+        raise click.ClickException(f"Expected at least one image to ingest. Got none: {_skip_summary(report)}; "
+                                   f"{store} was not changed.")
+    click.echo(f"ingested {plural(len(report.ids), 'image')} into {store} ({total} in total)")
+    for line in ingest_summary(report, ae.downscale):
+        click.echo(line)
+
+
+def _skip_summary(report) -> str:
+    kinds = ", ".join(f"{n} {kind}" for kind, n in report.skip_counts().items())
+    return f"skipped {plural(len(report.skipped), 'file')} ({kinds})"
+
+
+def ingest_summary(report, downscale: int) -> list[str]:
+    """Lines saying what an ingest changed in the pictures and what it skipped, by reason (none if nothing)."""
+    changes = []
+    if report.flattened:
+        changes.append(f"{len(report.flattened)} had transparent pixels flattened on white")
+    if report.cropped:
+        changes.append(f"{len(report.cropped)} centre-cropped to a multiple of {downscale} (--pad pads instead)")
+    if report.padded:
+        changes.append(f"{len(report.padded)} padded to a multiple of {downscale}")
+    lines = [f"changed: {'; '.join(changes)}"] if changes else []
+    if report.skipped:
+        lines.append(f"{_skip_summary(report)}; each is listed above")
+    if report.subfolders:
+        shown = ", ".join(report.subfolders[:5]) + (", ..." if len(report.subfolders) > 5 else "")
+        lines.append(f"not entered {plural(len(report.subfolders), 'subfolder')} ({shown}); --recursive ingests "
+                     "their images too")
+    return lines
 
 
 @click.command("ls")
