@@ -143,16 +143,22 @@ def verify_cmd(store: str, as_json: bool) -> None:
 
 
 def format_info(info: dict) -> str:
-    """Render ``LatentStore.info()`` as a small table."""
+    """Render ``LatentStore.info()`` as a small table, with a legend saying what each ratio is."""
     lines = [f"store {info['url']} (format version {info['format_version']})",
-             f"{'array':<36} {'images':>7} {'stored':>10} {'per image':>10} {'ratio':>7} {'vs PNG':>7}"]
+             f"{'array':<36} {'images':>7} {'stored':>10} {'per image':>10} {'ratio':>7} {'of PNG':>7}"]
     for arr in [*info["arrays"], {**info, "name": "total"}]:
         n, ratio, red = arr["images"], arr.get("compression_ratio"), arr.get("data_reduction")
         lines.append(
             f"{arr['name']:<36} {n:>7} {human_bytes(arr['stored_bytes']):>10} "
             f"{human_bytes(arr['stored_bytes'] / n) if n else '-':>10} "
-            f"{f'{ratio:.2f}x' if ratio else '-':>7} {f'{red:.0%}' if red is not None else '-':>7}"
+            f"{f'{ratio:.2f}x' if ratio else '-':>7} {f'{1 - red:.0%}' if red is not None else '-':>7}"
         )
+    lines.append("stored: every object, including rows no id points to until a vacuum; ratio: raw latent bytes / "
+                 "stored; of PNG: stored bytes as a share of the optimised PNGs of the same images")
+    red = info.get("data_reduction")
+    if red is not None:
+        lines.append(f"the latents take {abs(red):.1%} {'fewer' if red >= 0 else 'more'} bytes than those PNGs "
+                     f"(data_reduction {red:.3f})")
     return "\n".join(lines)
 
 
@@ -182,6 +188,6 @@ def export_cmd(store: str, out: Path, ids: tuple[str, ...], all_: bool, ids_file
     report = export_images(st, wanted, out, format=fmt, size=size, quality=quality,
                            model=load_model(model) if model else None, progress=True)
     counts = {v: list(report.digests.values()).count(v) for v in set(report.digests.values())}
-    click.echo(f"wrote {len(report.paths)} files to {out}; digest check: {counts}")
+    click.echo(f"wrote {plural(len(report.paths), 'file')} to {out}; digest check: {counts}")
     if report.mismatches:
         raise click.ClickException(f"decode differs from ingest on the same setup for {report.mismatches[:5]}")
