@@ -47,6 +47,7 @@ def _link_closure(site: Path, roots: tuple[str, ...] = ("numpy", "numcodecs", "p
     """Link into ``site`` the installed files of ``roots`` and of what they require (extras aside), plus this
     checkout's ``latentzarr_codecs`` with its installed metadata (entry points); return the distributions."""
     from importlib.metadata import distribution
+
     from packaging.requirements import Requirement
     from packaging.utils import canonicalize_name
 
