@@ -63,3 +63,22 @@ def test_store_info_documents_data_reduction_as_a_fraction() -> None:
 
     doc = " ".join(LatentStore.info.__doc__.split())
     assert "a fraction, not a percentage" in doc and "including rows no id points to" in doc
+
+
+def test_info_totals_count_garbage_in_every_column(tmp_path: Path) -> None:
+    """After a rewrite the old rows are garbage (until a vacuum): the total's stored bytes count them, and so
+    must its data reduction and the table's "of PNG" column."""
+    import numpy as np
+
+    from latentzarr.cli.store_cmds import format_info
+    from latentzarr.store import LatentStore
+
+    st = LatentStore.create(tmp_path / "g.zarr")
+    latents = np.random.default_rng(0).standard_normal((2, 4, 8, 8)).astype(np.float16)
+    st.put(["a", "b"], latents, model="m", source_bytes=[5000, 5000])
+    st.rewrite(["a", "b"], latents, precision="q8")
+    info = st.info()
+    assert [a["images"] for a in info["arrays"]] == [0, 2]  # the lossless array holds only garbage now
+    assert math.isclose(info["data_reduction"], 1 - info["stored_bytes"] / info["source_bytes"])
+    total = next(line for line in format_info(info).splitlines() if line.startswith("total"))
+    assert total.split()[-1] == f"{info['stored_bytes'] / info['source_bytes']:.0%}"
