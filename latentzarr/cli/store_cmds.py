@@ -36,8 +36,9 @@ def ingest_images_cmd(directory: Path, store: str, model: str, size: int | None,
     Ids are the file names without suffix; ids already in the store are skipped. Pictures are changed to fit
     the model, and the summary counts each change: transparent pixels are composited on white, and sides that
     are not a multiple of 8 pixels are centre-cropped (--pad pads them instead). Unreadable or too small files
-    are skipped and listed; when nothing was ingested and a file failed, the exit status is 1 and no store is
-    created. Subfolders are entered only with --recursive (the summary says when some were not).
+    are skipped and listed; when nothing was ingested and a file failed, the exit status is 1 and STORE is
+    neither created nor changed. Subfolders are entered only with --recursive (the summary says when some were
+    not).
     """
     from latentzarr.ingest import ingest_arrays, load_images
     from latentzarr.models import load_model
