@@ -198,7 +198,7 @@ def test_cost_model(models_dir, tmp_path, monkeypatch):
     assert "decode_trigger_rate" in text and "storage_usd_per_gb_month" in text
 
     # the cost tables: every scenario, for the published and the measured inputs
-    for title in ("Published inputs: cumulative cost", "Our measured figures: cumulative cost"):
+    for title in ("Published inputs: cumulative cost", "Measured figures given here: cumulative cost"):
         assert title in text
     for scenario in ("ImgStore ", "ImgStore+archive", "Latent-first (H100)", "Latent-first (RTX 4090)"):
         assert len(re.findall(rf"^{re.escape(scenario)}\s+[\d,]+\s+-?[\d.]+%", text, re.M)) >= 3, scenario
