@@ -33,6 +33,7 @@ _LAZY: dict[str, str] = {
     "MixedArraysError": "latentzarr.errors",
     "InvalidRenditionError": "latentzarr.errors",
     "InvalidImageError": "latentzarr.errors",
+    "SpawnedImportError": "latentzarr.errors",
     "validate_id": "latentzarr.ids",
     "LatentStore": "latentzarr.store",
     "LatentAutoencoder": "latentzarr.models",

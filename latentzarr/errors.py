@@ -19,6 +19,7 @@ __all__ = [
     "ModelNotFoundError",
     "NotALatentStoreError",
     "ObjectTooLargeError",
+    "SpawnedImportError",
     "StoreLockedError",
     "StoreUnavailableError",
     "TraceFormatError",
@@ -63,7 +64,16 @@ class InvalidLatentError(LatentZarrError, ValueError):
 
 
 class NotALatentStoreError(LatentZarrError, ValueError):
-    """A path or URL does not hold a latentzarr store."""
+    """A path or URL does not hold a latentzarr store.
+
+    ``url`` is where it was looked for and ``found`` says what is there instead (both None when not known), so
+    that a front end (the CLI) can say how to create one in its own terms.
+    """
+
+    def __init__(self, message: str, *, url: str | None = None, found: str | None = None) -> None:
+        super().__init__(message)
+        self.url = url
+        self.found = found
 
 
 class UnsupportedFormatError(LatentZarrError, ValueError):
@@ -122,3 +132,9 @@ class InvalidImageError(LatentZarrError, ValueError):
 
 class BatchOutputError(LatentZarrError, ValueError):
     """A batch-decode output folder was written with other settings (batch size, format, selection)."""
+
+
+class SpawnedImportError(LatentZarrError, RuntimeError):
+    """A local cluster was started at a script's top level, outside ``if __name__ == "__main__":``: each spawned
+    worker process re-imports the script and would start a cluster again (see
+    :mod:`latentzarr.cluster.spawn_guard`)."""

@@ -8,6 +8,7 @@ mismatch on a *different* setup is reported as "setup differs", not as corruptio
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -107,34 +108,86 @@ def export_images(
     """Decode ``ids`` and write ``<out_dir>/<n>.<format>`` files; check each against its ingest digest.
 
     File names are a running number plus a sanitised id (ids are opaque strings, never paths); the mapping is
-    returned in the report and written to ``<out_dir>/index.json``.
+    returned in the report and written to ``<out_dir>/index.json``. Exporting into a folder that holds an earlier
+    export adds to it: its index keeps the earlier entries, new files continue its numbering, and an id exported
+    again replaces its own earlier file. Every id and the rendition are checked before anything is decoded or
+    written.
+
+    Raises
+    ------
+    UnknownIdError
+        An id is not in the store (the message names how many and the first few); nothing is written.
+    InvalidRenditionError
+        ``format``, ``size`` or ``quality`` cannot be produced; nothing is written.
+    FileExistsError
+        ``out_dir`` holds an ``index.json`` that is not an export index; nothing is written.
     """
     from tqdm.auto import tqdm
 
+    from latentzarr.errors import UnknownIdError
     from latentzarr.models import encode_image
+    from latentzarr.models.images import Rendition
 
-    ids = list(ids)
+    ids = list(dict.fromkeys(ids))  # each id once, in order
+    missing = [i for i in ids if i not in store]
+    if missing:
+        more = ""
+        if len(missing) > 1:
+            shown = ", ".join(map(repr, missing[1:5])) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
+            more = f" (nor is {shown})"
+        raise UnknownIdError(missing[0], f"the store {store.url!r}{more}; nothing was exported")
+    Rendition.parse(format, size, quality)
     out = Path(out_dir)
+    index = read_export_index(out)
     out.mkdir(parents=True, exist_ok=True)
     report = ExportReport()
     models = ModelCache(model)
     checks: dict[str, DigestCheck] = {}
-    for n, (image_id, pixels) in enumerate(
-        tqdm(decode_ids(store, ids, models=models), total=len(ids), disable=not progress, unit="img",
-             desc="decode")
-    ):
+    numbers = [int(e["file"].split("-", 1)[0]) for e in index.values() if e["file"].split("-", 1)[0].isdigit()]
+    next_n = max(numbers, default=-1) + 1
+    suffix = "jpg" if format.lower() in ("jpeg", "jpg") else format.lower()
+    for image_id, pixels in tqdm(decode_ids(store, ids, models=models), total=len(ids), disable=not progress,
+                                 unit="img", desc="decode"):
         record = store.record(image_id)
         if record["model"] not in checks:
             checks[record["model"]] = DigestCheck(models[record["model"]])
         check = checks[record["model"]]
         report.digests[image_id] = check(record, pixels)
-        path = out / f"{n:05d}-{_safe_name(image_id)}.{'jpg' if format == 'jpeg' else format}"
+        earlier = index.get(image_id, {}).get("file")
+        number = earlier.split("-", 1)[0] if earlier else f"{next_n:05d}"
+        next_n += earlier is None
+        path = out / f"{number}-{_safe_name(image_id)}.{suffix}"
         path.write_bytes(encode_image(pixels, format=format, size=size, quality=quality))
+        if earlier and earlier != path.name:
+            (out / earlier).unlink(missing_ok=True)  # this id's earlier file from this index, in another format
         report.paths[image_id] = path
-    (out / "index.json").write_text(
-        json.dumps({i: {"file": p.name, "digest": report.digests[i]} for i, p in report.paths.items()}, indent=1)
-    )
+        index[image_id] = {"file": path.name, "digest": report.digests[image_id]}
+    tmp = out / f".index.json.{os.getpid()}.tmp"
+    tmp.write_text(json.dumps(index, indent=1))
+    os.replace(tmp, out / "index.json")
     return report
+
+
+def read_export_index(out_dir: str | Path) -> dict[str, dict[str, str]]:
+    """The ``index.json`` an earlier :func:`export_images` wrote to ``out_dir`` (``{}`` when there is none).
+
+    Raises
+    ------
+    FileExistsError
+        ``out_dir/index.json`` exists but is not an export index (so it is not overwritten).
+    """
+    path = Path(out_dir) / "index.json"
+    if not path.exists():
+        return {}
+    try:
+        doc = json.loads(path.read_text())
+        if not isinstance(doc, dict) or not all(isinstance(v, dict) and isinstance(v.get("file"), str)
+                                                for v in doc.values()):
+            raise ValueError("not a mapping of id -> {file, digest}")
+    except ValueError as exc:
+        raise FileExistsError(f"Expected {out_dir} to be empty or to hold an earlier export. Got an index.json that "
+                              f"is not an export index instead ({exc}); choose another folder.") from None
+    return doc
 
 
 def _safe_name(image_id: str, limit: int = 60) -> str:

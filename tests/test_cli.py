@@ -48,6 +48,7 @@ def test_demo_rerun_replaces_only_its_own_folder(tmp_path, models_dir):
     for images in (2, 1):
         proc = run("demo", "--out", str(out), "--no-serve", "--size", "64", "--images", str(images))
         assert proc.returncode == 0, proc.stderr
+        assert "x larger than the raw float16 latents: at this size" in proc.stdout  # never "0.98x smaller"
     assert len(LatentStore.open(out / "store.zarr")) == 1
     assert len(list(out.glob("decoded/*.png"))) == 1
     other = tmp_path / "mine"
@@ -65,13 +66,15 @@ def test_info_ls_export(demo_out, tmp_path):
     assert info["images"] == 3 and info["stored_bytes"] > 0 and 0 < info["data_reduction"] < 1
     table = run("info", store).stdout
     assert "taef2-32x16x16-float16" in table and "total" in table
+    assert " of PNG" in table and "vs PNG" not in table and "stored bytes as a share of the optimised PNGs" in table
+    assert f"the latents take {abs(info['data_reduction']):.1%} " in table  # the fraction, said in words
     ids = run("ls", store).stdout.split()
     assert ids == LatentStore.open(store).ids()
     long = run("ls", store, "-l", "--limit", "1").stdout.strip().split("\t")
     assert long[0] == ids[0] and long[3] == "32x16x16"
     proc = run("export", store, str(tmp_path / "x"), ids[0], "--format", "webp", "--size", "64")
     assert proc.returncode == 0, proc.stderr
-    assert "'match': 1" in proc.stdout
+    assert "'match': 1" in proc.stdout and f"wrote 1 file to {tmp_path / 'x'}" in proc.stdout
     files = list((tmp_path / "x").glob("*.webp"))
     assert len(files) == 1 and Image.open(files[0]).size == (64, 64)
 

@@ -185,7 +185,7 @@ def _signal_group(pgid: int, sig: int) -> None:
 
 
 def run_page(name: str, cwd: Path, env: dict[str, str]) -> str:
-    """Run ``name``'s marked blocks in order; return the concatenated standard output."""
+    """Run ``name``'s marked blocks in order (``name`` relative to docs/); return the concatenated standard output."""
     blocks = parse_blocks((DOCS / name).read_text())
     ports = {p: free_port() for p in PORTS}
     runner = PageRun(cwd, env)
@@ -280,3 +280,13 @@ def test_page_examples_run(page: str, tmp_path: Path, docs_env: dict[str, str]) 
         pytest.importorskip("s3fs")
     output = run_page(page, tmp_path, docs_env)
     assert_prints(output, expected_lines(parse_blocks((DOCS / page).read_text())), page)
+
+
+def test_readme_examples_run_as_one_script(tmp_path: Path, docs_env: dict[str, str]) -> None:
+    """The README's marked Python snippets (use it from Python, then the cluster) pasted into one script run and
+    exit: the cluster one keeps its ``if __name__ == "__main__":`` guard (without it, the script never ends)."""
+    readme = "../README.md"
+    blocks = [b for b in parse_blocks((DOCS / readme).read_text()) if b.mark == "test"]
+    assert any("start_cluster(" in b.code for b in blocks), "README's cluster snippet is no longer tested"
+    output = run_page(readme, tmp_path, docs_env)
+    assert "'decodes'" in output  # the cluster's stats were printed

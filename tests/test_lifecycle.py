@@ -233,7 +233,8 @@ def test_cli_dry_run_and_run(store, tmp_path):
     args = ["lifecycle", store.url, "--days", "30", "--mode", "q8", "--min-psnr", "0", "--access-log", str(log)]
     dry = runner.invoke(cli, [*args, "--dry-run"])
     assert dry.exit_code == 0, dry.output
-    assert json.loads(dry.output.splitlines()[-1])["rewritten"] == 4
+    dry_json = json.loads(dry.output.splitlines()[-1])  # a dry run says "would", and writes nothing
+    assert dry_json["would_rewrite"] == 4 and dry_json["bytes_would_save"] > 0 and "rewritten" not in dry_json
     assert all(not LatentStore.open(store.url).record(i)["lossy"] for i in IDS)
     real = runner.invoke(cli, [*args, "--report", str(tmp_path / "r.jsonl")])
     assert real.exit_code == 0, real.output
@@ -242,3 +243,34 @@ def test_cli_dry_run_and_run(store, tmp_path):
     assert [LatentStore.open(store.url).record(i)["lossy"] for i in IDS] == [True] * 4 + [False] * 4
     missing = runner.invoke(cli, args)
     assert missing.exit_code != 0 and "--report" in missing.output
+
+
+def test_cli_wstep_measures_sensitivities_only_for_candidates_and_once_per_model(store, tmp_path, monkeypatch):
+    """wstep needs the decoder's channel sensitivities: not measured when nothing is a candidate; measured
+    once per model setup (kept in $LATENTZARR_CACHE_DIR), with progress; a synthetic trace is accepted."""
+    from click.testing import CliRunner
+
+    import latentzarr.precision.sensitivity as sens
+    from latentzarr.cli import cli
+
+    monkeypatch.setenv("LATENTZARR_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setattr(sens, "_MEMO", {})
+    calls = []
+    real = sens.channel_sensitivity
+    monkeypatch.setattr(sens, "channel_sensitivity", lambda *a, **k: calls.append(1) or real(*a, **k))
+    runner = CliRunner()
+    args = ["lifecycle", store.url, "--mode", "wstep:0.08", "--min-psnr", "0", "--dry-run"]
+    none = runner.invoke(cli, [*args, "--days", "36500"])
+    assert none.exit_code == 0, none.output
+    assert "plan: 0 candidates" in none.output and calls == []
+    synth = tmp_path / "synth.parquet"
+    made = runner.invoke(cli, ["trace", "synth", "--requests", "500", "--days", "2", "--out", str(synth)])
+    assert made.exit_code == 0, made.output
+    first = runner.invoke(cli, [*args, "--days", "0", "--trace", str(synth)])
+    assert first.exit_code == 0, first.output
+    assert "0 of them in the store" in first.output and "measuring the decoder's channel sensitivities" in first.output
+    assert calls == [1] and len(list((tmp_path / "cache" / "sensitivity").glob("*.json"))) == 1
+    monkeypatch.setattr(sens, "_MEMO", {})  # a new process: the file is read, nothing measured again
+    again = runner.invoke(cli, [*args, "--days", "0"])
+    assert again.exit_code == 0 and calls == [1]
+    assert json.loads(again.output.splitlines()[-1])["mode"] == json.loads(first.output.splitlines()[-1])["mode"]

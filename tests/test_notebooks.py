@@ -201,7 +201,7 @@ def test_cost_model(models_dir, tmp_path, monkeypatch):
     assert f"{n_ok} of {len(PAPER_FIGURES)} published figures reproduce within 10%" in text
     assert re.search(r"^2050/ImgStore\s+164\s+\d+\s+[+-][\d.]+%\s+(yes|NO)$", text, re.M)
     for title in ("Published inputs: cumulative cost", "Published inputs, optimistic prices: cumulative cost",
-                  "Our measured figures: cumulative cost"):
+                  "Measured figures given here: cumulative cost"):
         assert title in text
     for scenario in ("ImgStore ", "ImgStore+archive", "Latent-first (H100)", "Latent-first (RTX 5090)"):
         assert len(re.findall(rf"^{re.escape(scenario)}\s+[\d,]+\s+[\d.]+\s+-?[\d.]+%", text, re.M)) >= 3, scenario

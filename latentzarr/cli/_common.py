@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from latentzarr.errors import LatentZarrError
+from latentzarr.errors import LatentZarrError, NotALatentStoreError
 
 
 def one_line_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -20,9 +20,19 @@ def one_line_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
             return fn(*args, **kwargs)
         except (LatentZarrError, FileNotFoundError, FileExistsError, PermissionError, ValueError) as exc:
             msg = str(exc) if not isinstance(exc, KeyError) or isinstance(exc, LatentZarrError) else repr(exc)
+            if isinstance(exc, NotALatentStoreError) and exc.url is not None:
+                msg = not_a_store_message(exc)
             raise click.ClickException(msg.splitlines()[0] if msg else type(exc).__name__) from exc
 
     return wrapper
+
+
+def not_a_store_message(exc: NotALatentStoreError) -> str:
+    """The CLI's words for a missing store: how to make one with the CLI, not with the Python API."""
+    head = f"Expected a latentzarr store at {exc.url!r}. Got {exc.found} instead."
+    if exc.found == "no Zarr v3 group there":
+        return f"{head} Create one with `latentzarr ingest-images DIR {exc.url}` (or check the path)."
+    return f"{head} Pass the path of a latentzarr store (one `latentzarr ingest-images` wrote)."
 
 
 def open_store(url: str, mode: str = "r"):
@@ -30,6 +40,11 @@ def open_store(url: str, mode: str = "r"):
     from latentzarr.store import LatentStore
 
     return LatentStore.open(url, mode=mode)
+
+
+def plural(n: int, noun: str, nouns: str | None = None) -> str:
+    """``plural(1, "file")`` -> ``'1 file'``; ``plural(2, "file")`` -> ``'2 files'``."""
+    return f"{n} {noun if n == 1 else (nouns or noun + 's')}"
 
 
 def human_bytes(n: float) -> str:

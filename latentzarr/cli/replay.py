@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from latentzarr.cli._common import one_line_errors, trace_format_option
+from latentzarr.cli._common import one_line_errors, open_store, trace_format_option
 
 __all__ = ["replay"]
 
@@ -61,6 +61,7 @@ def replay(store: str, trace: str, fmt: str, json_out: str, image_store: str | N
     """Replay TRACE (a trace file or synthetic[:N]) against STORE in each configuration; write latency stats."""
     from latentzarr.replay import build_image_store, format_table, image_store_path, plot_cdf, replay_trace
 
+    open_store(store)  # a missing store is a one-line error before anything is built beside it
     folder = Path(image_store) if image_store else image_store_path(store)
     if not folder.is_dir() or not any(folder.iterdir()):
         click.echo(f"building the image store {folder} from {store}", err=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from latentzarr.cli._common import one_line_errors
+from latentzarr.cli._common import one_line_errors, open_store
 from latentzarr.http.auth import TOKEN_ENV
 from latentzarr.http.limits import DEFAULT_BURST, DEFAULT_MAX_BODY, DEFAULT_MAX_URL, DEFAULT_RATE
 
@@ -68,6 +68,7 @@ def serve(store: str, host: str, port: int, address: str | None, n_workers: int 
         loaded = load_presets(presets) if presets is not None else None
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from None
+    open_store(store)  # a missing or invalid store is a one-line error here, not a failed server startup
     try:
         run(store, host=host, port=port, address=address, n_workers=n_workers,
             threads_per_worker=threads_per_worker, cache_bytes=cache_mib * 2**20, echo=click.echo,

@@ -18,6 +18,7 @@ from typing import Any
 import dask
 
 from latentzarr.cluster.plugin import DEFAULT_CACHE_BYTES, LatentWorkerPlugin
+from latentzarr.cluster.spawn_guard import refuse_unguarded_start
 
 __all__ = ["gpu_count", "local_cluster", "start_cluster"]
 
@@ -50,7 +51,11 @@ def local_cluster(*, n_workers: int | None = None, threads_per_worker: int = 2,
     ``gpu=None`` picks CUDA when dask-cuda and a GPU are present, and falls back to CPU on any failure.
     ``memory_limit`` is the per-worker limit (bytes) *besides* the cache (default :data:`WORKER_BASE_MEMORY`).
     The dashboard (when bokeh is installed) takes a free port unless ``dashboard_address`` says otherwise.
+
+    Raises :class:`~latentzarr.cluster.spawn_guard.SpawnedImportError` at once, before any process starts, when
+    called from a script's top level outside ``if __name__ == "__main__":`` (every worker would re-run it).
     """
+    refuse_unguarded_start()
     limit = (memory_limit or WORKER_BASE_MEMORY) + cache_bytes
     common = {"threads_per_worker": threads_per_worker, "memory_limit": limit,
               "dashboard_address": dashboard_address, **kwargs}

@@ -397,7 +397,8 @@ def decode_rate_from_sim(doc: dict[str, Any], config: str = "adaptive", cache_fr
         sizes = sorted({r.get("cache_fraction") for r in doc.get("results", []) if r.get("config") == config})
         raise ValueError(
             f"Expected exactly one {config!r} result at cache fraction {cache_fraction!r} in the simulation. Got "
-            f"{len(rows)} instead (sizes there: {sizes!r}); pass sim_cache_fraction."
+            f"{len(rows)} instead (sizes there: {sizes!r}); choose one with sim_cache_fraction (--sim-fraction on the "
+            "command line)."
         )
     return 1.0 - float(rows[0]["image_hit_ratio"])
 

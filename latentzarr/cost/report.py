@@ -185,7 +185,9 @@ def format_report(doc: dict[str, Any]) -> str:
     if "optimistic" in pub:
         tables.append(("Published inputs, optimistic prices", pub["optimistic"]["headline"]))
     if "measured" in doc:
-        tables.append(("Our measured figures", doc["measured"]["headline"]))
+        given = doc["measured"].get("any_given", True)
+        tables.append(("Measured figures given here" if given else "Figures measured in this project (defaults; "
+                       "--store, --sim-json or --latent-bytes give your own)", doc["measured"]["headline"]))
     for title, h in tables:
         lines.append("")
         lines.append(f"{title}: cumulative cost (US$), normalised (ImgStore at trace end = 1), saving vs ImgStore")
@@ -256,7 +258,13 @@ def run(
         from latentzarr.store import LatentStore
 
         store_info = LatentStore.open(store, mode="r").info()
-    sim_doc = json.loads(Path(sim_json).read_text()) if sim_json is not None else None
+    sim_doc = None
+    if sim_json is not None:
+        try:
+            sim_doc = json.loads(Path(sim_json).read_text())
+        except ValueError as exc:
+            raise ValueError(f"Expected a `latentzarr simulate --json` document in {str(sim_json)!r}. Got text that is "
+                             f"not JSON instead ({exc}).") from None
     decode_ms: dict[str, float] = {}
     for item in gpu_decode_ms:
         name, sep, value = item.rpartition("=")
@@ -272,6 +280,8 @@ def run(
         decode_trigger_rate=decode_trigger_rate, gpu_decode_ms=decode_ms or None,
     )
     doc = build_report(published, measured, horizon_year=horizon_year, measured_sources=used)
+    doc["measured"]["any_given"] = any(x is not None for x in (store, sim_json, latent_bytes, image_bytes,
+                                                                 decode_trigger_rate)) or bool(decode_ms)
     if json_out is not None:
         dump(doc, json_out)
     if plot_out is not None:

@@ -66,6 +66,7 @@ from latentzarr.errors import (
     InvalidRenditionError,
     LatentZarrError,
     UnknownIdError,
+    UnsupportedFormatError,
 )
 from latentzarr.http.auth import BearerAuth, validate_token
 from latentzarr.http.imgproxy import Signer, parse_imgproxy_path
@@ -580,18 +581,31 @@ async def _on_library(request: Request, exc: Exception) -> Response:
     if isinstance(exc, CorruptDataError):  # permanent: retrying cannot help, so no 503 / Retry-After
         log.error("corrupt data serving %s: %s", request.url.path, exc)
         return _problem(500, "corrupt", str(exc))
+    if isinstance(exc, UnsupportedFormatError):  # permanent too, but the fix is an upgrade, not a backup
+        log.error("unsupported format serving %s: %s", request.url.path, exc)
+        return _problem(500, "unsupported_format", str(exc))
     if isinstance(exc, OSError):  # StoreUnavailableError and other storage failures: transient
         return await _on_unavailable(request, exc)
     log.exception("latentzarr error serving %s", request.url.path, exc_info=exc)
     return _problem(500, "internal", f"{type(exc).__name__} while serving this request.")
 
 
-async def _on_other(request: Request, exc: Exception) -> Response:
-    from distributed.client import FutureCancelledError
+def _cluster_gone(request: Request) -> bool:
+    """Whether this app's Dask client is no longer running (closed, closing, or its connection lost)."""
+    service = getattr(request.app.state, "service", None)
+    client = getattr(getattr(service, "lc", None), "client", None)
+    return client is not None and getattr(client, "status", "running") != "running"
 
-    if isinstance(exc, OSError | TimeoutError | FutureCancelledError | asyncio.CancelledError):
+
+async def _on_other(request: Request, exc: Exception) -> Response:
+    """503 for what says the cluster is unavailable, by type (a closed client, a cancelled future, I/O errors),
+    or for a ``RuntimeError`` raised while the client is no longer running (Dask raises plain RuntimeErrors from
+    closed connection pools and event loops); any other exception is a bug: 500, logged."""
+    from distributed.client import ClosedClientError, FutureCancelledError
+
+    if isinstance(exc, OSError | TimeoutError | FutureCancelledError | ClosedClientError | asyncio.CancelledError):
         return await _on_unavailable(request, exc)
-    if isinstance(exc, RuntimeError) and "closed" in str(exc).lower():  # a closed Dask client / comm
+    if isinstance(exc, RuntimeError) and _cluster_gone(request):
         return await _on_unavailable(request, exc)
     log.exception("error serving %s", request.url.path, exc_info=exc)
     return _problem(500, "internal", "Unexpected server error; it was logged.")

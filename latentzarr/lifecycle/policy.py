@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import csv
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -74,14 +74,18 @@ def _utc(value: datetime) -> datetime:
 
 
 def last_access_from_trace(trace: Trace) -> dict[str, datetime]:
-    """Last request time per id of a trace whose ``id_labels`` are store ids and timestamps are Unix seconds."""
-    if trace.id_labels is None:
-        raise ValueError("Expected a trace with id_labels (the store's ids). Got one without; read it with "
-                         "keep_labels=True.")
-    last = np.full(len(trace.id_labels), -np.inf)
-    np.maximum.at(last, trace.object_ids, trace.timestamps)
+    """Last request time per id of a trace whose ids are store ids and timestamps are Unix seconds.
+
+    The ids are the trace's ``id_labels``; a trace stored with dense integer ids and no labels (as
+    ``latentzarr trace synth`` writes them) uses those integers as text (``"17"``).
+    """
+    codes = np.asarray(trace.object_ids, dtype=np.int64)
+    n = len(trace.id_labels) if trace.id_labels is not None else (int(codes.max()) + 1 if len(codes) else 0)
+    labels = trace.id_labels if trace.id_labels is not None else np.arange(n)
+    last = np.full(n, -np.inf)
+    np.maximum.at(last, codes, trace.timestamps)
     return {str(label): datetime.fromtimestamp(float(t), UTC)
-            for label, t in zip(trace.id_labels, last, strict=True) if np.isfinite(t)}
+            for label, t in zip(labels, last, strict=True) if np.isfinite(t)}
 
 
 def read_access_log(path: str | os.PathLike[str]) -> dict[str, datetime]:
@@ -101,7 +105,8 @@ def read_access_log(path: str | os.PathLike[str]) -> dict[str, datetime]:
 
 def plan_lifecycle(store: LatentStore, last_access: Mapping[str, datetime] | Trace | None, *, days: float,
                    mode: str | PrecisionMode, min_psnr: float, model: str,
-                   now: datetime | None = None) -> Plan:
+                   now: datetime | None = None,
+                   resolve: Callable[[PrecisionMode], PrecisionMode] | None = None) -> Plan:
     """The ids of ``model`` not read for ``days`` days (by ``last_access``; never read: since ingest) and still
     stored lossless: the candidates to rewrite in ``mode`` if they pass a ``min_psnr`` (dB) check.
 
@@ -122,9 +127,14 @@ def plan_lifecycle(store: LatentStore, last_access: Mapping[str, datetime] | Tra
         Model id of the latents to consider (the decoder used for the check).
     now
         The policy's clock (UTC); default: now.
+    resolve
+        Turns an unresolved mode (``wstep:D``) into a resolved one, e.g.
+        ``lambda m: resolve_mode(m, decoder, progress=True)``; called only when there are candidates (measuring
+        the decoder's sensitivities costs C + 1 decodes), so a plan without candidates may keep the mode
+        unresolved.
     """
     parsed = parse_mode(mode)
-    if not parsed.lossy or not parsed.resolved:
+    if not parsed.lossy or not (parsed.resolved or resolve is not None):
         raise ValueError(f"Expected a lossy, resolved precision mode for the lifecycle. Got {parsed.name!r} instead.")
     if not (isinstance(days, int | float) and days >= 0):
         raise ValueError(f"Expected days >= 0. Got {days!r} instead.")
@@ -156,4 +166,6 @@ def plan_lifecycle(store: LatentStore, last_access: Mapping[str, datetime] | Tra
             continue
         candidates.append(Candidate(image_id, rec["array"], int(rec["row"]), when,
                                     store.encoded_size(image_id)))
+    if candidates and not parsed.resolved and resolve is not None:
+        parsed = parse_mode(resolve(parsed))
     return Plan(parsed, float(days), float(min_psnr), model, now, candidates, skipped)

@@ -76,9 +76,13 @@ class LifecycleReport:
         return self.bytes_now - self.bytes_after
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-able form (``kept_ids`` cut to 100)."""
+        """JSON-able form (``kept_ids`` cut to 100). A dry run names what it did not do as such:
+        ``would_rewrite`` and ``bytes_would_save`` instead of ``rewritten`` and ``bytes_saved``."""
         out = {k: v for k, v in self.__dict__.items() if k != "kept_ids"}
         out["bytes_saved"] = self.bytes_saved
+        if self.dry_run:
+            out = {{"rewritten": "would_rewrite", "bytes_saved": "bytes_would_save"}.get(k, k): v
+                   for k, v in out.items()}
         out["kept_ids"] = self.kept_ids[:100]
         return out
 
@@ -129,7 +133,9 @@ def check_batch(store: LatentStore, candidates: Sequence[Candidate], mode: Preci
     lossy = decode_latents(encoded, dtype=lossless.dtype)  # bit-exactly what the store will hold
     reference, test = decoder.decode(lossless), decoder.decode(lossy)
     psnrs = [_psnr(reference[i], test[i]) for i in range(len(ids))]
-    passing = [i for i, p in enumerate(psnrs) if p >= min_psnr]
+    nbytes = encoded.nbytes
+    smaller = [int(nbytes[i]) < c.bytes_now for i, c in enumerate(live)]  # a lossy chunk that is bigger: keep
+    passing = [i for i, p in enumerate(psnrs) if p >= min_psnr and smaller[i]]
     moved: set[str] = set()
     if passing and not dry_run:
         from latentzarr.store.layout import latent_digest, to_storage
@@ -142,11 +148,13 @@ def check_batch(store: LatentStore, candidates: Sequence[Candidate], mode: Preci
             decoder_setup={"lifecycle": mode.name, "model": model, "device": "cpu"},
             checked_sha256=[latent_digest(to_storage(lossy[i], logical)).hex() for i in passing],
         ))
-    nbytes = encoded.nbytes
     for i, c in enumerate(live):
         after = int(nbytes[i])
         if psnrs[i] < min_psnr:
             entries.append(_entry(c, "kept", psnrs[i], after, reason=f"PSNR {psnrs[i]:.2f} dB < {min_psnr} dB"))
+        elif not smaller[i]:
+            entries.append(_entry(c, "kept", psnrs[i], after, reason=f"{after} B in {mode.name} is not smaller "
+                                                                     f"than {c.bytes_now} B lossless"))
         elif dry_run:
             entries.append(_entry(c, "would_rewrite", psnrs[i], after))
         elif c.id in moved:

@@ -137,10 +137,11 @@ class LatentAutoencoder(abc.ABC):
             (N, C, H/8, W/8) latents of ``dtype`` ((C, H/8, W/8) for a single image).
         """
         images = np.asarray(images)
+        given = images.shape
         single = images.ndim == 3
         if single:
             images = images[None]
-        self._check_images(images)
+        self._check_images(images, given)
         out_dtype = np.dtype(dtype)
         if out_dtype.name not in _LATENT_DTYPES:
             raise ValueError(f"Expected a latent dtype in {_LATENT_DTYPES}. Got {out_dtype!r} instead.")
@@ -221,12 +222,14 @@ class LatentAutoencoder(abc.ABC):
         )
 
     # ------------------------------------------------------------------ validation helpers
-    def _check_images(self, images: np.ndarray) -> None:
+    def _check_images(self, images: np.ndarray, given: tuple[int, ...]) -> None:
+        """Check (N, H, W, 3) uint8 ``images``; messages name ``given``, the shape the caller passed."""
         if images.dtype != np.uint8:
             raise ValueError(f"Expected uint8 images. Got dtype {images.dtype} instead; convert with np.uint8.")
         if images.ndim != 4 or images.shape[-1] != 3:
             raise ValueError(
-                f"Expected RGB images of shape (N, H, W, 3) or (H, W, 3). Got shape {images.shape} instead."
+                f"Expected RGB images of shape (N, H, W, 3) or (H, W, 3). Got shape {given} instead"
+                f"{rgb_hint(given)}."
             )
         _, h, w, _ = images.shape
         d = self.downscale
@@ -268,6 +271,17 @@ class LatentAutoencoder(abc.ABC):
                 f"Expected latents of shape (N, {self.latent_channels}, h, w) with h, w > 0 for model "
                 f"{self.name!r}. Got shape {tuple(shape)} instead."
             )
+
+
+def rgb_hint(shape: tuple[int, ...]) -> str:
+    """What to do with a picture of ``shape`` that is not (..., H, W, 3): a clause to end a message with."""
+    if shape and shape[-1] == 4:
+        return " (RGBA: flatten or drop the alpha channel first)"
+    if shape and shape[-1] == 1:
+        return " (one channel: repeat it three times with np.repeat(x, 3, axis=-1))"
+    if len(shape) in (2, 3):
+        return " (grayscale? make it RGB with np.stack([x] * 3, axis=-1))"
+    return ""
 
 
 def _check_batch_size(batch_size: Any) -> int:

@@ -23,6 +23,7 @@ _LAZY: dict[str, str] = {
     "resolve_mode": "latentzarr.precision.storage",
     "roundtrip": "latentzarr.precision.storage",
     "channel_sensitivity": "latentzarr.precision.sensitivity",
+    "cached_channel_sensitivity": "latentzarr.precision.sensitivity",
     "FidelityResult": "latentzarr.precision.fidelity",
     "best_reduction": "latentzarr.precision.fidelity",
     "equal_bytes_gain": "latentzarr.precision.fidelity",
@@ -43,7 +44,7 @@ if TYPE_CHECKING:  # pragma: no cover
         plot_rate_distortion,
     )
     from latentzarr.precision.modes import KINDS, PrecisionMode, parse_mode  # noqa: F401
-    from latentzarr.precision.sensitivity import channel_sensitivity  # noqa: F401
+    from latentzarr.precision.sensitivity import cached_channel_sensitivity, channel_sensitivity  # noqa: F401
     from latentzarr.precision.storage import (  # noqa: F401
         EncodedLatents,
         decode_latents,

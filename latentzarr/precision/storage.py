@@ -55,20 +55,24 @@ class EncodedLatents:
         return float(self.nbytes.mean()) if self.chunks else 0.0
 
 
-def resolve_mode(mode: str | PrecisionMode, model: Any = None, latents: np.ndarray | None = None) -> PrecisionMode:
+def resolve_mode(mode: str | PrecisionMode, model: Any = None, latents: np.ndarray | None = None, *,
+                 progress: bool = False) -> PrecisionMode:
     """Parse ``mode`` and, for ``wstep``, fix its per-channel steps from ``model``'s channel sensitivities.
 
     ``latents`` (N, C, h, w) are where the sensitivity is measured (default: taef2-style latents of two
-    sample photos at 128x128, encoded with ``model``). Other modes are returned as parsed.
+    sample photos at 128x128, encoded with ``model``; that default is computed once per model setup and cached,
+    see :func:`~latentzarr.precision.sensitivity.cached_channel_sensitivity`). Other modes are returned as parsed.
     """
     parsed = parse_mode(mode)
     if parsed.resolved:
         return parsed
     if model is None:
         raise ValueError(f"Expected a model to resolve {parsed.name!r} (its steps depend on the decoder). Got None.")
-    from latentzarr.precision.sensitivity import channel_sensitivity
+    from latentzarr.precision.sensitivity import cached_channel_sensitivity, channel_sensitivity
 
-    return parsed.with_sensitivity(channel_sensitivity(model, latents))
+    if latents is None:
+        return parsed.with_sensitivity(cached_channel_sensitivity(model, progress=progress))
+    return parsed.with_sensitivity(channel_sensitivity(model, latents, progress=progress))
 
 
 def encode_latents(latents: np.ndarray, mode: str | PrecisionMode = "lossless", *, level: int = 9) -> EncodedLatents:

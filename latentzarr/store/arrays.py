@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import dataclasses
+import struct
 import threading
+import zlib
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
 import zarr
+from latentzarr_codecs.errors import UnsupportedVersionError
 
-from latentzarr.errors import CorruptDataError
+from latentzarr.errors import CorruptDataError, LatentZarrError, UnsupportedFormatError
 from latentzarr.store.layout import (
     ARRAYS_GROUP,
     FORMAT_VERSION,
@@ -185,9 +188,14 @@ def read_rows(array: zarr.Array, meta: ArrayMeta, rows: np.ndarray, ids: Sequenc
     Raises
     ------
     CorruptDataError
-        A chunk failed its checksum or decoding, or a committed row holds no data (its shard is missing).
+        A chunk failed its checksum or decoding (a ``ValueError`` from Zarr or the codec: see
+        :func:`read_error`), or a committed row holds no data (its shard is missing).
+    UnsupportedFormatError
+        A chunk was written by a newer codec version: upgrade latentzarr (the data is not damaged).
     OSError
         A transient I/O error (see :func:`latentzarr.store.retry.is_transient`), unchanged: the caller retries.
+    Exception
+        Anything else (a bug, not damage) propagates unchanged.
     """
     rows = np.asarray(rows, dtype=np.int64)
     if (np.diff(rows) > 0).all():  # already sorted and unique: no reordering copy
@@ -197,7 +205,7 @@ def read_rows(array: zarr.Array, meta: ArrayMeta, rows: np.ndarray, ids: Sequenc
     try:
         stored = _read_unique(array, unique)
     except Exception as exc:  # find which rows are bad, one by one (a transient I/O error is not corruption)
-        if is_transient(exc):
+        if read_error(exc, "", meta) is None:
             raise
         _raise_first_corrupt(array, meta, rows, ids)
         raise
@@ -250,15 +258,35 @@ def _pool() -> ThreadPoolExecutor:
         return _POOL
 
 
+CORRUPTION_ERRORS: tuple[type[BaseException], ...] = (ValueError, struct.error, EOFError, zlib.error)
+"""What reading damaged bytes raises: Zarr's shard checksum mismatch and the codec's ``CorruptChunkError`` are
+``ValueError``; truncated or garbled buffers can give the others."""
+
+
+def read_error(exc: BaseException, image_id: str, meta: ArrayMeta, row: int | None = None) -> LatentZarrError | None:
+    """What a failed chunk read means, by the exception's type: the error to raise instead, or None to let ``exc``
+    propagate unchanged (a transient I/O error the caller retries, a latentzarr error, or a bug).
+
+    A newer codec version is :class:`UnsupportedFormatError` (upgrade; the data is fine); the
+    :data:`CORRUPTION_ERRORS` are :class:`CorruptDataError` (restore from a backup).
+    """
+    where = f"image id {image_id!r} (array {meta.name!r}, row {row})"
+    if isinstance(exc, UnsupportedVersionError):
+        return UnsupportedFormatError(f"Expected chunk data this latentzarr can read for {where}. Got {exc} "
+                                      "instead; upgrade latentzarr and latentzarr-codecs to read it (the data is "
+                                      "not damaged).")
+    if is_transient(exc) or isinstance(exc, LatentZarrError) or not isinstance(exc, CORRUPTION_ERRORS):
+        return None
+    return CorruptDataError(f"Expected readable data for {where}. Got {type(exc).__name__}: {exc} instead. The "
+                            "shard object is damaged; restore it from a backup or re-ingest the image.")
+
+
 def _raise_first_corrupt(array: zarr.Array, meta: ArrayMeta, rows: np.ndarray, ids: Sequence[str]) -> None:
     for i, row in enumerate(rows):
         try:
             array[int(row)]
         except Exception as exc:
-            if is_transient(exc):
+            error = read_error(exc, ids[i], meta, int(row))
+            if error is None:
                 raise
-            raise CorruptDataError(
-                f"Expected readable data for image id {ids[i]!r} (array {meta.name!r}, row {int(row)}). Got "
-                f"{type(exc).__name__}: {exc} instead. The shard object is damaged; restore it from a backup "
-                "or re-ingest the image."
-            ) from exc
+            raise error from exc

@@ -22,13 +22,13 @@ from collections.abc import Sequence
 import google_crc32c
 import numpy as np
 from latentzarr_codecs.engine import decode_chunk
-from latentzarr_codecs.errors import CorruptChunkError
+from latentzarr_codecs.errors import CorruptChunkError, UnsupportedVersionError
 from latentzarr_codecs.lossy import cast_values, decode_lossy_chunk
 from zarr.abc.store import RangeByteRequest, Store, SuffixByteRequest
 from zarr.core.buffer import default_buffer_prototype
 from zarr.core.sync import sync
 
-from latentzarr.errors import CorruptDataError
+from latentzarr.errors import CorruptDataError, UnsupportedFormatError
 from latentzarr.store.arrays import ArrayMeta
 from latentzarr.store.layout import storage_dtype, to_logical
 
@@ -68,7 +68,8 @@ class EncodedLatent:
         """The latent (C, h, w) in its logical dtype (bfloat16 as ``ml_dtypes.bfloat16``), bit-exact (for a lossy
         array: exactly the stored, already-rounded values a Zarr read gives).
 
-        Raises :class:`~latentzarr.errors.CorruptDataError` when the bytes fail the codec's checks.
+        Raises :class:`~latentzarr.errors.CorruptDataError` when the bytes fail the codec's checks, and
+        :class:`~latentzarr.errors.UnsupportedFormatError` when a newer codec version wrote them (upgrade).
         """
         try:
             if self.lossy:
@@ -80,6 +81,9 @@ class EncodedLatent:
                 values, _ = decode_chunk(self.data, self.dtype)
         except CorruptChunkError as exc:
             raise CorruptDataError(f"Expected an intact latent chunk. Got a damaged one instead: {exc}") from exc
+        except UnsupportedVersionError as exc:
+            raise UnsupportedFormatError(f"Expected a latent chunk this latentzarr can read. Got {exc} instead; "
+                                         "upgrade latentzarr and latentzarr-codecs (the data is not damaged).") from exc
         return to_logical(values, self.dtype).reshape(self.shape)
 
 

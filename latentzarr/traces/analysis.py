@@ -55,7 +55,7 @@ import numpy as np
 import pandas as pd
 
 from latentzarr.errors import TraceFormatError
-from latentzarr.traces.mrc import sample_ids, shards_mrc
+from latentzarr.traces.mrc import S3FIFO_MIN_OBJECTS, sample_ids, shards_mrc
 from latentzarr.traces.readers import convert_trace, detect_format
 
 __all__ = ["PUBLISHED", "analyze_trace", "format_table", "select_backend"]
@@ -328,5 +328,10 @@ def format_table(stats: dict) -> str:
     mrc = stats["mrc"]
     lines.append("cache size (% of objects): " + " ".join(f"{100 * c:g}" for c in mrc["cache_fraction"]))
     lines.append("LRU miss ratio:            " + " ".join(f"{v:.3f}" for v in mrc["lru"]))
-    lines.append("S3-FIFO miss ratio:        " + " ".join(f"{v:.3f}" for v in mrc["s3fifo"]))
+    lines.append("S3-FIFO miss ratio:        " + " ".join("-" if v is None or np.isnan(v) else f"{v:.3f}"
+                                                    for v in mrc["s3fifo"]))
+    skipped = sum(v is None or np.isnan(v) for v in mrc["s3fifo"])
+    if skipped:
+        lines.append(f"(S3-FIFO -: {skipped} cache sizes hold fewer than {S3FIFO_MIN_OBJECTS} objects of the sampled "
+                     "trace, too few for its 10% small queue; a trace with more objects fills them)")
     return "\n".join(lines)

@@ -18,7 +18,11 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["lru_stack_distances", "sample_ids", "shards_mrc"]
+__all__ = ["S3FIFO_MIN_OBJECTS", "lru_stack_distances", "sample_ids", "shards_mrc"]
+
+S3FIFO_MIN_OBJECTS = 20
+"""Smallest sampled cache (objects) simulated with S3-FIFO: below it its 10% small queue holds fewer than two
+objects and the figure means nothing, so the miss ratio is NaN there (printed as ``-``)."""
 
 _MASK = (1 << 64) - 1
 
@@ -103,7 +107,7 @@ def shards_mrc(
     ones = np.ones(n, dtype=np.int64)
     for cap in sampled_cap:
         c = round(float(cap))
-        if c < 20:
+        if c < S3FIFO_MIN_OBJECTS:
             s3.append(float("nan"))
             continue
         cache = S3FIFOImageCache(c)
