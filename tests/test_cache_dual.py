@@ -15,8 +15,8 @@ from latentzarr.cache import IMAGE_HIT, LATENT_HIT, MISS, CostModel, DualFormatC
 from latentzarr.errors import ObjectTooLargeError
 
 
-def test_promotion_after_exactly_p_latent_hits():
-    cache = DualFormatCache(10_000, alpha=0.5, adaptive=False, promote_after=3)
+def test_count_promotion_after_exactly_p_latent_hits():
+    cache = DualFormatCache(10_000, alpha=0.5, adaptive=False, promote_after=3, promotion="count")
     assert cache.access("a", 1000, 100) == MISS
     assert cache.where("a") == "latent"
     for _ in range(2):
@@ -32,7 +32,7 @@ def test_promotion_after_exactly_p_latent_hits():
 
 def test_evicted_image_demotes_its_latent_instead_of_leaving_the_cache():
     """A promoted image carries its latent (its entry counts both); evicted, the latent returns to the latent tier."""
-    cache = DualFormatCache(4_000, alpha=0.5, adaptive=False, promote_after=1)  # 2,000 bytes per tier
+    cache = DualFormatCache(4_000, alpha=0.5, adaptive=False, promote_after=1, promotion="count")  # 2,000 B a tier
     assert cache.get_image("a") is None and cache.get_latent("a") is None
     assert cache.put_latent("a", b"La", 300)
     assert not cache.offer_image("a", b"Ia", 1_000)  # a miss: the latent tier keeps it
@@ -63,7 +63,7 @@ def test_evicted_image_demotes_its_latent_instead_of_leaving_the_cache():
 
 def test_live_promotion_with_rendition_keys():
     """Images keyed by (id, rendition), latents by id: promotion removes the latent of that id."""
-    cache = DualFormatCache(10_000, adaptive=False, promote_after=1)
+    cache = DualFormatCache(10_000, adaptive=False, promote_after=1, promotion="count")
     key = ("img-1", "webp-512")
     assert cache.get_image(key) is None
     assert cache.get_latent("img-1") is None
@@ -79,7 +79,7 @@ def test_live_promotion_with_rendition_keys():
 
 
 def test_discard_drops_images_and_latents_of_a_changed_object():
-    cache = DualFormatCache(10_000, adaptive=False, promote_after=1)
+    cache = DualFormatCache(10_000, adaptive=False, promote_after=1, promotion="count")
     a, b = ("img-1", "png"), ("img-2", "png")
     for obj, key in (("img-1", a), ("img-2", b)):
         cache.put_latent(obj, b"L" * 100, 100)
@@ -174,8 +174,12 @@ def test_static_modes_never_tune():
 
 def test_ewma_follows_observations():
     cache = DualFormatCache(1000, decode_ms=30.0, fetch_ms=100.0, ewma=0.5)
+    assert (cache.decode_ms, cache.fetch_ms) == (30.0, 100.0)  # the priors
     cache.record_decode_ms(50.0)
     cache.record_fetch_ms(200.0)
+    assert (cache.decode_ms, cache.fetch_ms) == (50.0, 200.0)  # the first observation replaces the prior
+    cache.record_decode_ms(30.0)
+    cache.record_fetch_ms(100.0)
     assert cache.decode_ms == pytest.approx(40.0)
     assert cache.fetch_ms == pytest.approx(150.0)
     with pytest.raises(ValueError, match="Expected decode_ms"):
@@ -248,13 +252,18 @@ def test_bad_sizes_and_values_are_refused():
     promote_after=st.integers(1, 4),
     tail=st.sampled_from([0.05, 0.1, 0.3]),
     seed=st.integers(0, 2**16),
+    promotion=st.sampled_from(["cost", "count"]),
+    decode_ms=st.sampled_from([3.0, 32.6, 400.0]),
 )
-def test_replay_is_identical_to_access(ids, capacity, alpha, adaptive, window, promote_after, tail, seed):
+def test_replay_is_identical_to_access(
+    ids, capacity, alpha, adaptive, window, promote_after, tail, seed, promotion, decode_ms
+):
     rng = random.Random(seed)
     sizes = {k: (rng.randint(1, 400), rng.randint(1, 100)) for k in range(31)}
     isz = [sizes[k][0] for k in ids]
     lsz = [sizes[k][1] for k in ids]
-    kw = dict(alpha=alpha, adaptive=adaptive, window=window, promote_after=promote_after, tail=tail, step=0.1)
+    kw = dict(alpha=alpha, adaptive=adaptive, window=window, promote_after=promote_after, tail=tail, step=0.1,
+              promotion=promotion, decode_ms=decode_ms)
     batch, single = DualFormatCache(capacity, **kw), DualFormatCache(capacity, **kw)
     result = batch.replay(np.asarray(ids), np.asarray(isz), np.asarray(lsz))
     outcomes = [single.access(k, a, b) for k, a, b in zip(ids, isz, lsz, strict=True)]
@@ -275,7 +284,7 @@ def test_replay_is_identical_to_access(ids, capacity, alpha, adaptive, window, p
 
 
 def test_replay_result_latency_uses_the_cost_model():
-    cache = DualFormatCache(10_000, adaptive=False, promote_after=1)
+    cache = DualFormatCache(10_000, adaptive=False, promote_after=1, promotion="count")
     result = cache.replay(["a", "a", "a", "b"], [1000] * 4, [100] * 4)  # miss, latent hit, image hit, miss
     cost = CostModel(image_hit_ms=10, decode_ms=20, fetch_ms=100)
     assert result.mean_latency_ms(cost) == pytest.approx((10 + 30 + 130 + 130) / 4)
@@ -328,7 +337,7 @@ def test_threads_hammering_one_cache_keep_invariants():
 
 
 def test_peek_changes_nothing():
-    cache = DualFormatCache(10_000, adaptive=False, promote_after=1)
+    cache = DualFormatCache(10_000, adaptive=False, promote_after=1, promotion="count")
     cache.put_latent("a", b"L", 100)
     cache.get_latent("a")
     cache.offer_image("a", b"I", 1000)

@@ -6,13 +6,24 @@ Algorithm (LatentBox, 2026; defaults in brackets, all settable):
 * Lookup cascades image tier -> latent tier -> object store. An object (key) lives in at most one tier.
 * A miss admits the fetched latent to the latent tier with a hit counter of 0. If the latent tier cannot hold it
   (alpha = 1, image-only) the decoded image goes to the image tier instead.
-* A latent hit bumps the counter; at ``promote_after`` (P) hits [3] the decoded image is inserted into the image
-  tier and the latent moves with it ("promotion"): the image entry holds both, and its size is the image's plus
-  the latent's. An image evicted from the image tier is *demoted*: its latent goes back to the latent tier (hit
-  counter 0), so an object cools from image to latent to store, never straight from image to store. Images
-  admitted without a latent (image-only, alpha = 1) leave the cache when evicted.
-* Each tier is an LRU whose least recently used ``tail`` [0.1] fraction of bytes is a tail segment; a tail hit is
-  a hit that a tier smaller by that much would have missed (see :mod:`latentzarr.cache.tiers`).
+* A latent hit bumps the counter. **Promotion is priced** [``promotion="cost"``]: the decoded image is inserted
+  into the image tier, and the latent moves with it, once the decodes this object has cost so far (the miss's
+  and one per latent hit: ``(h + 1) * d``) reach the price of holding its image, ``(P + 1/2) * k * f * I / L``,
+  where ``I / L`` is the object's image bytes per latent byte (how many latents the image's extra bytes would
+  hold), ``f`` the fetch cost and ``k = 32.6 / 150 * 0.30 / 1.45`` the decode / fetch and latent / image ratios
+  of the paper's costs. So with the paper's costs (d = 32.6 ms, f = 150 ms, I / L = 1.45 / 0.30) promotion
+  happens at the ``promote_after`` (P) [3]-th latent hit, the paper's optimum; a decode that costs much more
+  (seconds, on a CPU) promotes at the miss itself, so the second read is an image hit; cheaper decodes or
+  slower fetches keep more latents. ``d`` and ``f`` are the EWMAs of the observed costs (the first
+  observation replaces the prior). ``promotion="count"`` promotes after exactly P latent hits whatever the
+  costs. The promoted image entry holds both formats; its size is the image's plus the latent's. An image
+  evicted from the image tier is *demoted*: its latent goes back to the latent tier (hit counter 0), so an
+  object cools from image to latent to store, never straight from image to store. Images admitted without a
+  latent (image-only, alpha = 1) leave the cache when evicted.
+* Each tier is an LRU whose least recently used ``tail`` [0.1] fraction of bytes, but at least one ``step`` of the
+  whole budget, is a tail segment; a tail hit is a hit that a tier smaller by that much would have missed (see
+  :mod:`latentzarr.cache.tiers`). The floor matters for a small tier: a tail smaller than the step the tuner
+  takes (or than one object) shows no hits, so the tier looks worthless and is shrunk step after step.
 * Marginal-hit tuner, every ``window`` (W) requests [200,000]: m_img = image-tier miss ratio, m_lat = latent-tier
   miss ratio among image misses, d and f = EWMAs of observed decode and fetch ms; expected extra cost per request
   m_img * (d + m_lat * f) (reported in ``stats()["last_window"]``). A tail hit is a hit that a tier smaller by
@@ -45,15 +56,18 @@ from latentzarr.cache.base import (
     Cache,
     check_fraction,
 )
-from latentzarr.cache.costs import DEFAULT_DECODE_MS, DEFAULT_FETCH_MS
+from latentzarr.cache.costs import DEFAULT_DECODE_MS, DEFAULT_FETCH_MS, DEFAULT_IMAGE_SIZE, DEFAULT_LATENT_SIZE
 from latentzarr.cache.tiers import NOT_FOUND, TAIL_HIT, SegmentedLRU
 
 __all__ = [
     "DEFAULT_PROMOTE_AFTER",
+    "DEFAULT_PROMOTION",
     "DEFAULT_STEP",
     "DEFAULT_TAIL",
     "DEFAULT_TOLERANCE",
     "DEFAULT_WINDOW",
+    "PROMOTIONS",
+    "PROMOTION_PRICE_RATIO",
     "DualFormatCache",
 ]
 
@@ -64,7 +78,13 @@ DEFAULT_WINDOW = 200_000
 DEFAULT_TAIL = 0.1
 """Fraction of each tier's bytes forming its tail segment."""
 DEFAULT_PROMOTE_AFTER = 3
-"""Latent hits after which an object is promoted to the image tier (measured on synthetic traces: see BENCHMARKS.md)."""
+"""Latent hits before promotion at the paper's costs (its sensitivity optimum; see BENCHMARKS.md)."""
+DEFAULT_PROMOTION = "cost"
+"""Promotion rule: ``"cost"`` (priced by the measured decode / fetch costs and sizes) or ``"count"`` (P hits)."""
+PROMOTIONS = ("cost", "count")
+"""The promotion rules."""
+PROMOTION_PRICE_RATIO = (DEFAULT_DECODE_MS / DEFAULT_FETCH_MS) * (DEFAULT_LATENT_SIZE / DEFAULT_IMAGE_SIZE)
+"""k in the promotion price ``(P + 1/2) * k * f * I / L``: calibrates P at the paper's costs and sizes."""
 
 DEFAULT_TOLERANCE = 0.0
 """Relative margin by which one tier's marginal saving must exceed the other's before alpha moves."""
@@ -88,7 +108,10 @@ class DualFormatCache(Cache):
     window
         Requests per tuning window (W >= 1).
     promote_after
-        Latent hits (P >= 1) after which an object is promoted to the image tier.
+        Latent hits (P >= 1) before promotion to the image tier: always (``promotion="count"``), or at the
+        paper's costs and sizes (``promotion="cost"``, which scales it by the measured costs; see above).
+    promotion
+        ``"cost"`` or ``"count"``.
     tail
         Fraction of each tier that forms its tail segment, in (0, 1).
     alpha_min, alpha_max
@@ -116,6 +139,7 @@ class DualFormatCache(Cache):
         step: float = DEFAULT_STEP,
         window: int = DEFAULT_WINDOW,
         promote_after: int = DEFAULT_PROMOTE_AFTER,
+        promotion: str = DEFAULT_PROMOTION,
         tail: float = DEFAULT_TAIL,
         alpha_min: float = 0.0,
         alpha_max: float = 1.0,
@@ -136,6 +160,9 @@ class DualFormatCache(Cache):
                 f"Expected promote_after (P, latent hits before promotion) as an int >= 1. Got {promote_after!r} "
                 "instead."
             )
+        if promotion not in PROMOTIONS:
+            raise ValueError(f"Expected promotion in {PROMOTIONS}. Got {promotion!r} instead.")
+        self._promotion = promotion
         self._tail = check_fraction("tail", tail, upper_open=True)
         if self._tail == 0.0:
             raise ValueError(f"Expected tail in (0, 1): a tier needs a tail segment to measure. Got {tail!r} instead.")
@@ -154,8 +181,9 @@ class DualFormatCache(Cache):
             alpha = min(max(alpha, self._alpha_min), self._alpha_max)
         self._alpha_v = alpha
         image_cap = self._image_capacity(alpha)
-        self._img = SegmentedLRU(image_cap, self._tail)
-        self._lat = SegmentedLRU(self._capacity - image_cap, self._tail)
+        tail_min = round(self._step * self._capacity)  # a tier's tail covers at least one tuning step
+        self._img = SegmentedLRU(image_cap, self._tail, tail_min=tail_min)
+        self._lat = SegmentedLRU(self._capacity - image_cap, self._tail, tail_min=tail_min)
         self._ivals: dict[Hashable, Any] = {}
         self._lvals: dict[Hashable, Any] = {}
         self._lhits: dict[Hashable, int] = {}  # latent hits so far, only for cached latents with >= 1 hit
@@ -196,6 +224,27 @@ class DualFormatCache(Cache):
     def promote_after(self) -> int:
         """Latent hits before promotion (P)."""
         return self._promote_after
+
+    @property
+    def promotion(self) -> str:
+        """The promotion rule, ``"cost"`` or ``"count"``."""
+        return self._promotion
+
+    def promotion_due(self, latent_hits: int, image_size: int, latent_size: int) -> bool:
+        """Whether an object with ``latent_hits`` latent hits so far (this one included; 0 at its miss) is
+        promoted now, given its image and latent sizes in bytes and the current cost estimates."""
+        with self._lock:
+            return self._due(latent_hits, image_size, latent_size)
+
+    def _due(self, h: int, image_size: int, latent_size: int) -> bool:
+        if self._promotion == "count":
+            return h >= self._promote_after
+        # decodes paid so far, (h + 1) * d, against the price of the image's extra bytes
+        return (h + 1) * self._decode_ms * latent_size >= self._promotion_price() * image_size
+
+    def _promotion_price(self) -> float:
+        """The price of holding an image, in ms per (image byte / latent byte)."""
+        return (self._promote_after + 0.5) * PROMOTION_PRICE_RATIO * self._fetch_ms
 
     @property
     def step(self) -> float:
@@ -328,9 +377,12 @@ class DualFormatCache(Cache):
     def offer_image(self, key: Hashable, value: Any, size: int, *, latent_id: Hashable | None = None) -> bool:
         """Offer a just-decoded image; the cache keeps it if this decode is a promotion.
 
-        It is kept when the latent ``latent_id`` (default ``key``) has had ``promote_after`` latent hits (the
-        latent is then removed), or when that latent is not cached at all (e.g. alpha = 1), provided the image
-        fits the image tier. Raises :class:`~latentzarr.errors.ObjectTooLargeError` if ``size`` exceeds the
+        It is kept when the cached latent ``latent_id`` (default ``key``) is due for promotion (see
+        :meth:`promotion_due`: after ``promote_after`` latent hits at the paper's costs, at once after the miss
+        when decodes are expensive; the latent then moves with the image), or when that latent is not cached at
+        all (e.g. alpha = 1), provided the image fits the image tier. Record the decode's latency with
+        :meth:`record_decode_ms` first: promotion is priced with it. Raises
+        :class:`~latentzarr.errors.ObjectTooLargeError` if ``size`` exceeds the
         whole byte budget.
         """
         size = self._check_fits(size, "an image")
@@ -344,9 +396,10 @@ class DualFormatCache(Cache):
                 return True
             carried = None
             if lid in self._lat:
-                if self._lhits.get(lid, 0) < self._promote_after:
+                lsize = self._lat.size_of(lid)
+                if not self._due(self._lhits.get(lid, 0), size, lsize):
                     return False
-                carried = (lid, self._lvals.get(lid), self._lat.size_of(lid))
+                carried = (lid, self._lvals.get(lid), lsize)
                 size += carried[2]
             if not 0 < size <= img.capacity:
                 self._c["rejected" if carried is None else "promotions_blocked"] += 1
@@ -377,8 +430,8 @@ class DualFormatCache(Cache):
             if found == TAIL_HIT:
                 c["latent_tail_hits"] += 1
             hits = self._lhits.get(obj_id, 0) + 1
-            if hits >= self._promote_after:
-                size = lat.size_of(obj_id)
+            size = lat.size_of(obj_id)
+            if self._due(hits, image_size, size):
                 if 0 < image_size + size <= self._img.capacity:
                     self._drop_latent(obj_id)
                     c["promotions"] += 1
@@ -391,6 +444,15 @@ class DualFormatCache(Cache):
         c["misses"] += 1
         if 0 < latent_size <= lat.capacity:
             self._insert_latent(obj_id, latent_size)
+            # as on a worker: the fetched latent is cached, then the decoded image is offered (promotion at once)
+            if self._due(0, image_size, latent_size):
+                if 0 < image_size + latent_size <= self._img.capacity:
+                    self._drop_latent(obj_id)
+                    c["promotions"] += 1
+                    self._carried[obj_id] = (obj_id, None, latent_size)
+                    self._insert_image(obj_id, image_size + latent_size)
+                else:
+                    c["promotions_blocked"] += 1
         elif 0 < image_size <= self._img.capacity:
             self._insert_image(obj_id, image_size)
         else:
@@ -545,6 +607,7 @@ class DualFormatCache(Cache):
             "adaptive": self._adaptive,
             "window": self._window,
             "promote_after": self._promote_after,
+            "promotion": self._promotion,
             "step": self._step,
             "tail": self._tail,
             "last_window": dict(self._last_window),
