@@ -23,13 +23,14 @@ N_KEYS = 12
 class Model:
     """The dual-format policy written the obvious way: two byte-bounded LRU lists and a hit counter per latent."""
 
-    def __init__(self, due) -> None:
+    def __init__(self, due, carry) -> None:
         self.img: OrderedDict[int, int] = OrderedDict()
         self.lat: OrderedDict[int, int] = OrderedDict()
         self.hits: dict[int, int] = {}
         self.carried: dict[int, int] = {}  # promoted image -> size of the latent it carries
         self.icap = self.lcap = 0
         self.due = due  # (latent hits so far, image size, latent size) -> promote now?
+        self.carry = carry  # (image size, latent size) -> does the promoted image keep its latent?
         self.promotions = self.demotions = 0
 
     @staticmethod
@@ -63,11 +64,17 @@ class Model:
             self.hits.pop(k, None)
         self._evicted_images(evicted)
 
+    def _entry(self, si: int, sl: int) -> int:
+        return si + sl if self.carry(si, sl) else si
+
     def _promote(self, k: int, si: int) -> None:
-        self.carried[k] = self.lat.pop(k)
+        sl = self.lat.pop(k)
         self.hits.pop(k, None)
         self.promotions += 1
-        self._add_image(k, si + self.carried[k])
+        if self.carry(si, sl):  # the image carries its latent, to demote it when evicted
+            self.carried[k] = sl
+            si += sl
+        self._add_image(k, si)
 
     def request(self, k: int, si: int, sl: int) -> int:
         if k in self.img:
@@ -75,15 +82,15 @@ class Model:
             return IMAGE_HIT
         if k in self.lat:
             h = self.hits.get(k, 0) + 1
-            if self.due(h, si, self.lat[k]) and 0 < si + self.lat[k] <= self.icap:
-                self._promote(k, si)  # the image carries the latent
+            if self.due(h, si, self.lat[k]) and 0 < self._entry(si, self.lat[k]) <= self.icap:
+                self._promote(k, si)
             else:
                 self.lat.move_to_end(k)
                 self.hits[k] = h
             return LATENT_HIT
         if 0 < sl <= self.lcap:
             self._add_latent(k, sl)
-            if self.due(0, si, sl) and 0 < si + sl <= self.icap:  # promoted at the miss
+            if self.due(0, si, sl) and 0 < self._entry(si, sl) <= self.icap:  # promoted at the miss
                 self._promote(k, si)
         elif 0 < si <= self.icap:
             self._add_image(k, si)
@@ -116,7 +123,7 @@ class DualCacheMachine(RuleBasedStateMachine):
             promotion=promotion,
             decode_ms=decode_ms,
         )
-        self.model = Model(self.cache.promotion_due)
+        self.model = Model(self.cache.promotion_due, self.cache._carry)
         self.model.resize(*self.cache.tier_capacity)
         self.sizes = sizes
         self.live = live  # live mode (real values) or simulation mode (access/replay), never mixed

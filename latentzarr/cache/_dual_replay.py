@@ -40,7 +40,7 @@ def replay_dual(cache: DualFormatCache, ids: list[Hashable], isz: list[int], lsz
         im_popitem, it_popitem = im.popitem, it.popitem
         lm_popitem, lt_popitem = lm.popitem, lt.popitem
         # promotion price of this window (the same expression as DualFormatCache._due, so the same floats)
-        dd = cache._decode_ms
+        dd, ff = cache._decode_ms, cache._fetch_ms
         price = cache._promotion_price()
         lhits = cache._lhits
         lhits_get = lhits.get
@@ -72,7 +72,9 @@ def replay_dual(cache: DualFormatCache, ids: list[Hashable], isz: list[int], lsz
                 h = lhits_get(k, 0) + 1
                 s = lm[k]
                 due = (h + 1) * dd * s >= price * si if by_cost else h >= P
-                if due and 0 < si + s <= icap:
+                # the promoted image carries its latent when a demoted latent is worth its bytes (_carry)
+                carry = due and (not by_cost or ff * si >= (dd + ff) * s)
+                if due and 0 < (si + s if carry else si) <= icap:
                     lm.pop(k)
                     lmb -= s
                     s_lat = s
@@ -97,7 +99,8 @@ def replay_dual(cache: DualFormatCache, ids: list[Hashable], isz: list[int], lsz
                     ltb += s2
                 h = lhits_get(k, 0) + 1
                 due = (h + 1) * dd * s >= price * si if by_cost else h >= P
-                if due and 0 < si + s <= icap:
+                carry = due and (not by_cost or ff * si >= (dd + ff) * s)
+                if due and 0 < (si + s if carry else si) <= icap:
                     s_lat = s
                     if k in lm:
                         lmb -= lm.pop(k)
@@ -137,7 +140,8 @@ def replay_dual(cache: DualFormatCache, ids: list[Hashable], isz: list[int], lsz
                     # the decoded image is offered at once: promoted at the miss when decodes are expensive
                     if not (by_cost and (0 + 1) * dd * sl >= price * si):
                         continue
-                    if not 0 < si + sl <= icap:
+                    carry = ff * si >= (dd + ff) * sl
+                    if not 0 < (si + sl if carry else si) <= icap:
                         blk += 1
                         continue
                     if k in lm:
@@ -156,8 +160,9 @@ def replay_dual(cache: DualFormatCache, ids: list[Hashable], isz: list[int], lsz
                     lhits.pop(k, None)
                 if lvals:
                     lvals.pop(k, None)
-                carried[k] = (k, None, s_lat)
-                si += s_lat
+                if carry:
+                    carried[k] = (k, None, s_lat)
+                    si += s_lat
             iins += 1
             im[k] = si
             imb += si

@@ -15,11 +15,16 @@ Algorithm (LatentBox, 2026; defaults in brackets, all settable):
   happens at the ``promote_after`` (P) [3]-th latent hit, the paper's optimum; a decode that costs much more
   (seconds, on a CPU) promotes at the miss itself, so the second read is an image hit; cheaper decodes or
   slower fetches keep more latents. ``d`` and ``f`` are the EWMAs of the observed costs (the first
-  observation replaces the prior). ``promotion="count"`` promotes after exactly P latent hits whatever the
-  costs. The promoted image entry holds both formats; its size is the image's plus the latent's. An image
+  observation replaces the prior). While the latent tier shows no tail hit for ``NO_MARGIN_HITS`` [100]
+  latent hits (it holds all the reuse it sees: its bytes are worth nothing at the margin) the price is 0 and
+  every decoded image is kept at once, as in an image-only cache (adaptive caches only). ``promotion="count"``
+  promotes after exactly P latent hits whatever the costs.
+* The promoted image *carries its latent* when a demoted latent is worth its bytes, f / (d + f) >= L / I (a
+  latent hit instead of a miss saves f of d + f, for L / I of the image's bytes; always with
+  ``promotion="count"``): the entry holds both formats and its size is the image's plus the latent's. An image
   evicted from the image tier is *demoted*: its latent goes back to the latent tier (hit counter 0), so an
-  object cools from image to latent to store, never straight from image to store. Images admitted without a
-  latent (image-only, alpha = 1) leave the cache when evicted.
+  object cools from image to latent to store. Images without a latent (image-only at alpha = 1, or promoted
+  when d >> f, e.g. a CPU decode of seconds) leave the cache when evicted.
 * Each tier is an LRU whose least recently used ``tail`` [0.1] fraction of bytes, but at least one ``step`` of the
   whole budget, is a tail segment; a tail hit is a hit that a tier smaller by that much would have missed (see
   :mod:`latentzarr.cache.tiers`). The floor matters for a small tier: a tail smaller than the step the tuner
@@ -31,8 +36,9 @@ Algorithm (LatentBox, 2026; defaults in brackets, all settable):
   cached at the next request, else a miss (d + f): d + m_lat * f (d + f when there is no latent tier to demote
   to); a lost latent hit costs f. So one byte more saves (image tail hits / image tail bytes) * (d + m_lat * f)
   in the image tier and (latent tail hits / latent tail bytes) * f in the latent tier. Alpha
-  moves ``step`` [0.01] toward the larger saving (clamped to [alpha_min, alpha_max] = [0, 1]); both tiers are
-  resized, overflow is evicted and the window counters reset. A tier that cannot show its value (no room at
+  moves ``step`` [0.01] toward the larger saving, one more ``step`` for each window in a row that moves the
+  same way, up to ``MAX_MOVE`` [0.05] (clamped to [alpha_min, alpha_max] = [0, 1]); both tiers are resized,
+  overflow is evicted and the window counters reset. A tier that cannot show its value (no room at
   all, or an image tier left empty while promotions are due that it is too small to take) gets one step
   (exploration) rather than the tuner sticking at alpha = 0 or 1.
 * Fixed modes: ``adaptive=False`` keeps alpha; :meth:`DualFormatCache.image_only` (alpha = 1) and
@@ -85,6 +91,16 @@ PROMOTIONS = ("cost", "count")
 """The promotion rules."""
 PROMOTION_PRICE_RATIO = (DEFAULT_DECODE_MS / DEFAULT_FETCH_MS) * (DEFAULT_LATENT_SIZE / DEFAULT_IMAGE_SIZE)
 """k in the promotion price ``(P + 1/2) * k * f * I / L``: calibrates P at the paper's costs and sizes."""
+
+NO_MARGIN_HITS = 100
+"""Latent hits without a latent tail hit (counted over whole tuning windows) that show the latent tier holds all
+the reuse it sees: its bytes are worth nothing at the margin, so an image's extra bytes cost nothing and the
+adaptive cache (``promotion="cost"``) keeps every decoded image at once, as an image-only cache would, until a
+latent tail hit shows up again (a tier whose tail gets even 3% of its hits shows one in 100 with 95% chance)."""
+
+MAX_MOVE = 0.05
+"""Largest change of alpha in one window (or ``step`` if larger): the step grows by ``step`` per window that
+moves the same way as the one before, up to this."""
 
 DEFAULT_TOLERANCE = 0.0
 """Relative margin by which one tier's marginal saving must exceed the other's before alpha moves."""
@@ -189,6 +205,9 @@ class DualFormatCache(Cache):
         self._lhits: dict[Hashable, int] = {}  # latent hits so far, only for cached latents with >= 1 hit
         self._carried: dict[Hashable, tuple[Hashable, Any, int]] = {}  # image key -> (latent id, value, size)
         self._w_req = 0  # requests in the current window
+        self._direction, self._run = 0, 0  # the tuner's last move (+1 image, -1 latent) and its streak
+        self._quiet_latent_hits = 0  # latent hits since the last window with a latent tail hit
+        self._no_margin = False  # _quiet_latent_hits >= NO_MARGIN_HITS (see _end_window)
         self._last_window: dict[str, float] = {}
         self._w0 = dict(self._c)  # counters at the start of the window
         self._trajectory: deque[tuple[int, float]] = deque([(0, alpha)], maxlen=_TRAJECTORY_KEEP)
@@ -242,8 +261,18 @@ class DualFormatCache(Cache):
         # decodes paid so far, (h + 1) * d, against the price of the image's extra bytes
         return (h + 1) * self._decode_ms * latent_size >= self._promotion_price() * image_size
 
+    def _carry(self, image_size: int, latent_size: int) -> bool:
+        """Whether a promoted image keeps its latent (to demote it when evicted): a demoted latent turns a miss
+        (d + f) into a latent hit (d), saving f / (d + f) of it, for L / I of the image's bytes."""
+        if self._promotion == "count":
+            return True
+        f = self._fetch_ms
+        return f * image_size >= (self._decode_ms + f) * latent_size
+
     def _promotion_price(self) -> float:
-        """The price of holding an image, in ms per (image byte / latent byte)."""
+        """The price of holding an image, in ms per (image byte / latent byte); 0 when no byte is scarce."""
+        if self._no_margin:
+            return 0.0
         return (self._promote_after + 0.5) * PROMOTION_PRICE_RATIO * self._fetch_ms
 
     @property
@@ -394,20 +423,23 @@ class DualFormatCache(Cache):
                 img.insert(key, size)
                 self._ivals[key] = value
                 return True
-            carried = None
+            promoted, carried = False, None
             if lid in self._lat:
                 lsize = self._lat.size_of(lid)
                 if not self._due(self._lhits.get(lid, 0), size, lsize):
                     return False
-                carried = (lid, self._lvals.get(lid), lsize)
-                size += carried[2]
+                promoted = True
+                if self._carry(size, lsize):
+                    carried = (lid, self._lvals.get(lid), lsize)
+                    size += lsize
             if not 0 < size <= img.capacity:
-                self._c["rejected" if carried is None else "promotions_blocked"] += 1
+                self._c["promotions_blocked" if promoted else "rejected"] += 1
                 return False
-            if carried is not None:
+            if promoted:
                 self._drop_latent(lid)
                 self._c["promotions"] += 1
-                self._carried[key] = carried
+                if carried is not None:
+                    self._carried[key] = carried
             self._ivals[key] = value
             self._insert_image(key, size)
             return key in self._ivals
@@ -432,11 +464,14 @@ class DualFormatCache(Cache):
             hits = self._lhits.get(obj_id, 0) + 1
             size = lat.size_of(obj_id)
             if self._due(hits, image_size, size):
-                if 0 < image_size + size <= self._img.capacity:
+                carry = self._carry(image_size, size)
+                entry = image_size + size if carry else image_size
+                if 0 < entry <= self._img.capacity:
                     self._drop_latent(obj_id)
                     c["promotions"] += 1
-                    self._carried[obj_id] = (obj_id, None, size)
-                    self._insert_image(obj_id, image_size + size)
+                    if carry:
+                        self._carried[obj_id] = (obj_id, None, size)
+                    self._insert_image(obj_id, entry)
                     return LATENT_HIT
                 c["promotions_blocked"] += 1
             self._lhits[obj_id] = hits
@@ -446,11 +481,14 @@ class DualFormatCache(Cache):
             self._insert_latent(obj_id, latent_size)
             # as on a worker: the fetched latent is cached, then the decoded image is offered (promotion at once)
             if self._due(0, image_size, latent_size):
-                if 0 < image_size + latent_size <= self._img.capacity:
+                carry = self._carry(image_size, latent_size)
+                entry = image_size + latent_size if carry else image_size
+                if 0 < entry <= self._img.capacity:
                     self._drop_latent(obj_id)
                     c["promotions"] += 1
-                    self._carried[obj_id] = (obj_id, None, latent_size)
-                    self._insert_image(obj_id, image_size + latent_size)
+                    if carry:
+                        self._carried[obj_id] = (obj_id, None, latent_size)
+                    self._insert_image(obj_id, entry)
                 else:
                     c["promotions_blocked"] += 1
         elif 0 < image_size <= self._img.capacity:
@@ -507,6 +545,11 @@ class DualFormatCache(Cache):
             if new != alpha:
                 self._set_alpha(new)
                 c["tuner_steps"] += 1
+            if c["latent_tail_hits"] > w0["latent_tail_hits"]:
+                self._quiet_latent_hits = 0
+            else:
+                self._quiet_latent_hits += c["latent_hits"] - w0["latent_hits"]
+            self._no_margin = self._promotion == "cost" and self._quiet_latent_hits >= NO_MARGIN_HITS
         self._trajectory.append((c["requests"], self._alpha_v))
         self._w0 = dict(c)
         self._w_req = 0
@@ -542,10 +585,16 @@ class DualFormatCache(Cache):
         }
         alpha = self._alpha_v
         margin = 1.0 + self._tolerance
-        if save_image > save_latent * margin:
-            alpha = min(self._alpha_max, alpha + self._step)
-        elif save_latent > save_image * margin:
-            alpha = max(self._alpha_min, alpha - self._step)
+        direction = 1 if save_image > save_latent * margin else -1 if save_latent > save_image * margin else 0
+        # consecutive moves the same way grow the step (1, 2, ... steps, at most MAX_MOVE): a split far from its
+        # optimum gets there in fewer windows; any reversal or pause starts again at one step
+        self._run = self._run + 1 if direction and direction == self._direction else 1
+        self._direction = direction
+        step = min(self._step * self._run, max(self._step, MAX_MOVE))
+        if direction > 0:
+            alpha = min(self._alpha_max, alpha + step)
+        elif direction < 0:
+            alpha = max(self._alpha_min, alpha - step)
         return round(alpha, 12)
 
     def _set_alpha(self, alpha: float) -> None:
