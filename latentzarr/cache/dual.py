@@ -38,9 +38,10 @@ Algorithm (LatentBox, 2026; defaults in brackets, all settable):
   in the image tier and (latent tail hits / latent tail bytes) * f in the latent tier. Alpha
   moves ``step`` [0.01] toward the larger saving, one more ``step`` for each window in a row that moves the
   same way, up to ``MAX_MOVE`` [0.05] (clamped to [alpha_min, alpha_max] = [0, 1]); both tiers are resized,
-  overflow is evicted and the window counters reset. A tier that cannot show its value (no room at
-  all, or an image tier left empty while promotions are due that it is too small to take) gets one step
-  (exploration) rather than the tuner sticking at alpha = 0 or 1.
+  overflow is evicted and the window counters reset. A window with fewer than ``MIN_TAIL_HITS`` [4] tail hits
+  in both tiers together is extended (up to 10 W) instead: a decision on one or two tail hits follows noise. A
+  tier that cannot show its value (no room at all, or an image tier left empty while promotions are due that it
+  is too small to take) gets one step (exploration) rather than the tuner sticking at alpha = 0 or 1.
 * Fixed modes: ``adaptive=False`` keeps alpha; :meth:`DualFormatCache.image_only` (alpha = 1) and
   :meth:`DualFormatCache.latent_only` (alpha = 0) are the single-format baselines.
 
@@ -97,6 +98,9 @@ NO_MARGIN_HITS = 100
 the reuse it sees: its bytes are worth nothing at the margin, so an image's extra bytes cost nothing and the
 adaptive cache (``promotion="cost"``) keeps every decoded image at once, as an image-only cache would, until a
 latent tail hit shows up again (a tier whose tail gets even 3% of its hits shows one in 100 with 95% chance)."""
+
+MIN_TAIL_HITS = 4
+"""Tail hits (both tiers) a tuning window needs before alpha moves; a window with fewer is extended."""
 
 MAX_MOVE = 0.05
 """Largest change of alpha in one window (or ``step`` if larger): the step grows by ``step`` per window that
@@ -533,6 +537,12 @@ class DualFormatCache(Cache):
     def _end_window(self) -> None:
         c, w0 = self._c, self._w0
         alpha = self._alpha_v
+        tail_hits = c["image_tail_hits"] + c["latent_tail_hits"] - w0["image_tail_hits"] - w0["latent_tail_hits"]
+        if self._adaptive and tail_hits < MIN_TAIL_HITS and c["requests"] - w0["requests"] < 10 * self._window:
+            # too few tail hits to tell the tiers apart: extend the window (up to 10 W) rather than follow noise
+            self._trajectory.append((c["requests"], alpha))
+            self._w_req = 0
+            return
         if self._adaptive:
             new = self._decide(
                 requests=c["requests"] - w0["requests"],
