@@ -1,8 +1,9 @@
 """Stateful property tests: DualFormatCache against a plain reference model of the algorithm.
 
 The model keeps each tier as one LRU list (no segments, no tuner of its own). It follows the cache's alpha
-changes (the tuner's decisions are tested in ``test_cache_dual.py``) and must agree on every outcome, on which
-tier holds which object in which recency order, and on the counters.
+changes (the tuner's decisions are tested in ``test_cache_dual.py``) and asks the cache whether a promotion is
+due (the price itself is tested there too), and must agree on every outcome, on which tier holds which object in
+which recency order, and on the counters.
 """
 
 from __future__ import annotations
@@ -22,13 +23,14 @@ N_KEYS = 12
 class Model:
     """The dual-format policy written the obvious way: two byte-bounded LRU lists and a hit counter per latent."""
 
-    def __init__(self, promote_after: int) -> None:
+    def __init__(self, due, carry) -> None:
         self.img: OrderedDict[int, int] = OrderedDict()
         self.lat: OrderedDict[int, int] = OrderedDict()
         self.hits: dict[int, int] = {}
         self.carried: dict[int, int] = {}  # promoted image -> size of the latent it carries
         self.icap = self.lcap = 0
-        self.P = promote_after
+        self.due = due  # (latent hits so far, image size, latent size) -> promote now?
+        self.carry = carry  # (image size, latent size) -> does the promoted image keep its latent?
         self.promotions = self.demotions = 0
 
     @staticmethod
@@ -62,23 +64,34 @@ class Model:
             self.hits.pop(k, None)
         self._evicted_images(evicted)
 
+    def _entry(self, si: int, sl: int) -> int:
+        return si + sl if self.carry(si, sl) else si
+
+    def _promote(self, k: int, si: int) -> None:
+        sl = self.lat.pop(k)
+        self.hits.pop(k, None)
+        self.promotions += 1
+        if self.carry(si, sl):  # the image carries its latent, to demote it when evicted
+            self.carried[k] = sl
+            si += sl
+        self._add_image(k, si)
+
     def request(self, k: int, si: int, sl: int) -> int:
         if k in self.img:
             self.img.move_to_end(k)
             return IMAGE_HIT
         if k in self.lat:
             h = self.hits.get(k, 0) + 1
-            if h >= self.P and 0 < si + self.lat[k] <= self.icap:  # promotion: the image carries the latent
-                self.carried[k] = self.lat.pop(k)
-                self.hits.pop(k, None)
-                self.promotions += 1
-                self._add_image(k, si + self.carried[k])
+            if self.due(h, si, self.lat[k]) and 0 < self._entry(si, self.lat[k]) <= self.icap:
+                self._promote(k, si)
             else:
                 self.lat.move_to_end(k)
                 self.hits[k] = h
             return LATENT_HIT
         if 0 < sl <= self.lcap:
             self._add_latent(k, sl)
+            if self.due(0, si, sl) and 0 < self._entry(si, sl) <= self.icap:  # promoted at the miss
+                self._promote(k, si)
         elif 0 < si <= self.icap:
             self._add_image(k, si)
         return MISS
@@ -95,8 +108,10 @@ class DualCacheMachine(RuleBasedStateMachine):
         step=st.sampled_from([0.05, 0.2, 0.5]),
         sizes=st.lists(st.tuples(st.integers(1, 120), st.integers(1, 40)), min_size=N_KEYS, max_size=N_KEYS),
         live=st.booleans(),
+        promotion=st.sampled_from(["cost", "count"]),
+        decode_ms=st.sampled_from([5.0, 32.6, 2000.0]),
     )
-    def setup(self, capacity, alpha, adaptive, window, promote_after, tail, step, sizes, live):
+    def setup(self, capacity, alpha, adaptive, window, promote_after, tail, step, sizes, live, promotion, decode_ms):
         self.cache = DualFormatCache(
             capacity,
             alpha=alpha,
@@ -105,8 +120,10 @@ class DualCacheMachine(RuleBasedStateMachine):
             promote_after=promote_after,
             tail=tail,
             step=step,
+            promotion=promotion,
+            decode_ms=decode_ms,
         )
-        self.model = Model(promote_after)
+        self.model = Model(self.cache.promotion_due, self.cache._carry)
         self.model.resize(*self.cache.tier_capacity)
         self.sizes = sizes
         self.live = live  # live mode (real values) or simulation mode (access/replay), never mixed

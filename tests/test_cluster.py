@@ -38,7 +38,11 @@ def store_url(tmp_path_factory, models_dir):
 
 @pytest.fixture(scope="module")
 def lc(store_url):
-    client = start_cluster(store_url, n_workers=2, threads_per_worker=1, cache_bytes=32 * 2**20, torch_threads=1)
+    # promotion after P latent hits: these tests check tier mechanics on the cluster (a miss leaves the chunk in
+    # the latent tier); promotion priced by the measured costs (at the miss here: CPU decode, local store) is
+    # tested in test_cache_dual.py
+    client = start_cluster(store_url, n_workers=2, threads_per_worker=1, cache_bytes=32 * 2**20, torch_threads=1,
+                           cache_options={"promotion": "count"})
     yield client
     client.close()
 
@@ -231,3 +235,19 @@ def test_plugin_missing_error_says_how_to_fix():
     with (LocalCluster(n_workers=1, processes=False, dashboard_address=":0") as cluster, Client(cluster) as client,
           pytest.raises(PluginMissingError, match="register_plugin")):
         client.submit(get_latentzarr_plugin).result()
+
+
+def test_second_read_is_a_picture_hit_when_the_decode_costs_more_than_the_fetch(store_url):
+    """A CPU decode (tens to thousands of ms) against a local store read (a few ms): promotion priced with the
+    costs the worker measured keeps the picture at its first decode, so the second read decodes nothing."""
+    lc = start_cluster(store_url, n_workers=1, threads_per_worker=1, cache_bytes=32 * 2**20, torch_threads=1)
+    try:
+        image_id = "img-007"
+        first = lc.read(image_id)
+        before = lc.stats()["total"]
+        assert lc.read(image_id) == first
+        after = lc.stats()["total"]
+        assert after["image_hits"] == before.get("image_hits", 0) + 1
+        assert after["decodes"] == before["decodes"] == 1
+    finally:
+        lc.close()

@@ -13,6 +13,7 @@ from latentzarr.cli import cli
 from latentzarr.sim import (
     CONFIGS,
     DEFAULT_LATENT_RATIO,
+    STRESS_KINDS,
     TunerParams,
     Workload,
     auto_window,
@@ -22,6 +23,7 @@ from latentzarr.sim import (
     replay_config,
     sensitivity,
     simulate,
+    stress_workload,
 )
 from latentzarr.traces import DEFAULT_OBJECT_SIZE, synth_trace, write_trace
 
@@ -216,3 +218,20 @@ def test_cli_simulate_bad_sizes(trace, tmp_path):
     result = CliRunner().invoke(cli, ["simulate", str(path), "--sizes", "a,b", "--json", str(tmp_path / "x.json")])
     assert result.exit_code != 0
     assert "Expected comma-separated numbers" in result.output
+
+
+@pytest.mark.parametrize("kind", STRESS_KINDS)
+def test_adaptive_never_loses_to_the_better_single_format_on_stress_traces(kind):
+    """Low reuse, one-hit wonders, scans: adaptive is at most noise (0.1%) slower than the better single format."""
+    workload = stress_workload(kind, 200_000, seed=0)
+    for fraction in (0.001, 0.01, 0.05, 0.2):
+        capacity = int(fraction * workload.working_set_bytes)
+        mean = {c: replay_config(workload, c, capacity)["mean_latency_ms"] for c in ("image-only", "latent-only",
+                                                                                    "adaptive")}
+        assert mean["adaptive"] <= min(mean["image-only"], mean["latent-only"]) * 1.001, (fraction, mean)
+
+
+def test_stress_workload_refuses_unknown_kinds():
+    with pytest.raises(ValueError, match="Expected a workload kind"):
+        stress_workload("zipf", 10)
+    assert len(stress_workload("scan", 1000)) == 1000

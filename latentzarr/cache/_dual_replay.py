@@ -22,6 +22,7 @@ def replay_dual(cache: DualFormatCache, ids: list[Hashable], isz: list[int], lsz
     c = cache._c
     trajectory: list[tuple[int, float]] = [(0, cache._alpha_v)]
     P = cache._promote_after
+    by_cost = cache._promotion == "cost"
     window = cache._window
     pos = 0
     while pos < n:
@@ -38,6 +39,9 @@ def replay_dual(cache: DualFormatCache, ids: list[Hashable], isz: list[int], lsz
         im_move, lm_move = im.move_to_end, lm.move_to_end
         im_popitem, it_popitem = im.popitem, it.popitem
         lm_popitem, lt_popitem = lm.popitem, lt.popitem
+        # promotion price of this window (the same expression as DualFormatCache._due, so the same floats)
+        dd, ff = cache._decode_ms, cache._fetch_ms
+        price = cache._promotion_price()
         lhits = cache._lhits
         lhits_get = lhits.get
         ivals, lvals, carried = cache._ivals, cache._lvals, cache._carried
@@ -66,12 +70,17 @@ def replay_dual(cache: DualFormatCache, ids: list[Hashable], isz: list[int], lsz
             if k in lm:
                 lh += 1
                 h = lhits_get(k, 0) + 1
-                if h >= P and 0 < si + lm[k] <= icap:
-                    s_lat = lm.pop(k)
-                    lmb -= s_lat
+                s = lm[k]
+                due = (h + 1) * dd * s >= price * si if by_cost else h >= P
+                # the promoted image carries its latent when a demoted latent is worth its bytes (_carry)
+                carry = due and (not by_cost or ff * si >= (dd + ff) * s)
+                if due and 0 < (si + s if carry else si) <= icap:
+                    lm.pop(k)
+                    lmb -= s
+                    s_lat = s
                     promote = True
                 else:
-                    if h >= P:
+                    if due:
                         blk += 1
                     lm_move(k)
                     lhits[k] = h
@@ -89,7 +98,9 @@ def replay_dual(cache: DualFormatCache, ids: list[Hashable], isz: list[int], lsz
                     lt[k2] = s2
                     ltb += s2
                 h = lhits_get(k, 0) + 1
-                if h >= P and 0 < si + s <= icap:
+                due = (h + 1) * dd * s >= price * si if by_cost else h >= P
+                carry = due and (not by_cost or ff * si >= (dd + ff) * s)
+                if due and 0 < (si + s if carry else si) <= icap:
                     s_lat = s
                     if k in lm:
                         lmb -= lm.pop(k)
@@ -97,7 +108,7 @@ def replay_dual(cache: DualFormatCache, ids: list[Hashable], isz: list[int], lsz
                         ltb -= lt.pop(k)
                     promote = True
                 else:
-                    if h >= P:
+                    if due:
                         blk += 1
                     lhits[k] = h
                     continue
@@ -126,8 +137,20 @@ def replay_dual(cache: DualFormatCache, ids: list[Hashable], isz: list[int], lsz
                             lhits.pop(k2, None)
                         if lvals:
                             lvals.pop(k2, None)
-                    continue
-                if not 0 < si <= icap:
+                    # the decoded image is offered at once: promoted at the miss when decodes are expensive
+                    if not (by_cost and (0 + 1) * dd * sl >= price * si):
+                        continue
+                    carry = ff * si >= (dd + ff) * sl
+                    if not 0 < (si + sl if carry else si) <= icap:
+                        blk += 1
+                        continue
+                    if k in lm:
+                        lmb -= lm.pop(k)
+                    else:  # a main segment smaller than the object slid it straight to the tail
+                        ltb -= lt.pop(k)
+                    s_lat = sl
+                    promote = True
+                elif not 0 < si <= icap:
                     rej += 1
                     continue
             # ---- insert the image (promotion: it carries its latent; or image-only admission)
@@ -137,8 +160,9 @@ def replay_dual(cache: DualFormatCache, ids: list[Hashable], isz: list[int], lsz
                     lhits.pop(k, None)
                 if lvals:
                     lvals.pop(k, None)
-                carried[k] = (k, None, s_lat)
-                si += s_lat
+                if carry:
+                    carried[k] = (k, None, s_lat)
+                    si += s_lat
             iins += 1
             im[k] = si
             imb += si

@@ -161,7 +161,9 @@ class Cache(ABC):
     capacity
         Byte budget of the whole cache.
     decode_ms, fetch_ms
-        Starting values of the EWMAs of observed decode and store-fetch latency, in ms.
+        Starting values (priors) of the EWMAs of observed decode and store-fetch latency, in ms. The first
+        observation of each replaces its prior (a CPU decode of seconds must not take dozens of reads to show);
+        later ones are averaged in with weight ``ewma``.
     ewma
         Weight of a new observation in those EWMAs, in (0, 1].
     """
@@ -183,6 +185,7 @@ class Cache(ABC):
         if not 0.0 < ewma <= 1.0:
             raise ValueError(f"Expected ewma (weight of a new observation) in (0, 1]. Got {ewma!r} instead.")
         self._ewma = ewma
+        self._observed = {"decode": False, "fetch": False}  # whether the prior was replaced by an observation
         self._lock = threading.Lock()
         self._c = dict.fromkeys(_COUNTERS, 0)
 
@@ -216,16 +219,20 @@ class Cache(ABC):
 
     # ---------------------------------------------------------------- observations
     def record_decode_ms(self, ms: float) -> None:
-        """Feed one observed decode latency (ms) into the decode EWMA."""
+        """Feed one observed decode latency (ms) into the decode EWMA (the first one replaces the prior)."""
         ms = self._check_ms("decode_ms", ms)
         with self._lock:
-            self._decode_ms += self._ewma * (ms - self._decode_ms)
+            weight = self._ewma if self._observed["decode"] else 1.0
+            self._observed["decode"] = True
+            self._decode_ms += weight * (ms - self._decode_ms)
 
     def record_fetch_ms(self, ms: float) -> None:
-        """Feed one observed store-fetch latency (ms) into the fetch EWMA."""
+        """Feed one observed store-fetch latency (ms) into the fetch EWMA (the first one replaces the prior)."""
         ms = self._check_ms("fetch_ms", ms)
         with self._lock:
-            self._fetch_ms += self._ewma * (ms - self._fetch_ms)
+            weight = self._ewma if self._observed["fetch"] else 1.0
+            self._observed["fetch"] = True
+            self._fetch_ms += weight * (ms - self._fetch_ms)
 
     # ---------------------------------------------------------------- live path
     @abstractmethod

@@ -6,13 +6,29 @@ Algorithm (LatentBox, 2026; defaults in brackets, all settable):
 * Lookup cascades image tier -> latent tier -> object store. An object (key) lives in at most one tier.
 * A miss admits the fetched latent to the latent tier with a hit counter of 0. If the latent tier cannot hold it
   (alpha = 1, image-only) the decoded image goes to the image tier instead.
-* A latent hit bumps the counter; at ``promote_after`` (P) hits [3] the decoded image is inserted into the image
-  tier and the latent moves with it ("promotion"): the image entry holds both, and its size is the image's plus
-  the latent's. An image evicted from the image tier is *demoted*: its latent goes back to the latent tier (hit
-  counter 0), so an object cools from image to latent to store, never straight from image to store. Images
-  admitted without a latent (image-only, alpha = 1) leave the cache when evicted.
-* Each tier is an LRU whose least recently used ``tail`` [0.1] fraction of bytes is a tail segment; a tail hit is
-  a hit that a tier smaller by that much would have missed (see :mod:`latentzarr.cache.tiers`).
+* A latent hit bumps the counter. **Promotion is priced** [``promotion="cost"``]: the decoded image is inserted
+  into the image tier, and the latent moves with it, once the decodes this object has cost so far (the miss's
+  and one per latent hit: ``(h + 1) * d``) reach the price of holding its image, ``(P + 1/2) * k * f * I / L``,
+  where ``I / L`` is the object's image bytes per latent byte (how many latents the image's extra bytes would
+  hold), ``f`` the fetch cost and ``k = 32.6 / 150 * 0.30 / 1.45`` the decode / fetch and latent / image ratios
+  of the paper's costs. So with the paper's costs (d = 32.6 ms, f = 150 ms, I / L = 1.45 / 0.30) promotion
+  happens at the ``promote_after`` (P) [3]-th latent hit, the paper's optimum; a decode that costs much more
+  (seconds, on a CPU) promotes at the miss itself, so the second read is an image hit; cheaper decodes or
+  slower fetches keep more latents. ``d`` and ``f`` are the EWMAs of the observed costs (the first
+  observation replaces the prior). While the latent tier shows no tail hit for ``NO_MARGIN_HITS`` [100]
+  latent hits (it holds all the reuse it sees: its bytes are worth nothing at the margin) the price is 0 and
+  every decoded image is kept at once, as in an image-only cache (adaptive caches only). ``promotion="count"``
+  promotes after exactly P latent hits whatever the costs.
+* The promoted image *carries its latent* when a demoted latent is worth its bytes, f / (d + f) >= L / I (a
+  latent hit instead of a miss saves f of d + f, for L / I of the image's bytes; always with
+  ``promotion="count"``): the entry holds both formats and its size is the image's plus the latent's. An image
+  evicted from the image tier is *demoted*: its latent goes back to the latent tier (hit counter 0), so an
+  object cools from image to latent to store. Images without a latent (image-only at alpha = 1, or promoted
+  when d >> f, e.g. a CPU decode of seconds) leave the cache when evicted.
+* Each tier is an LRU whose least recently used ``tail`` [0.1] fraction of bytes, but at least one ``step`` of the
+  whole budget, is a tail segment; a tail hit is a hit that a tier smaller by that much would have missed (see
+  :mod:`latentzarr.cache.tiers`). The floor matters for a small tier: a tail smaller than the step the tuner
+  takes (or than one object) shows no hits, so the tier looks worthless and is shrunk step after step.
 * Marginal-hit tuner, every ``window`` (W) requests [200,000]: m_img = image-tier miss ratio, m_lat = latent-tier
   miss ratio among image misses, d and f = EWMAs of observed decode and fetch ms; expected extra cost per request
   m_img * (d + m_lat * f) (reported in ``stats()["last_window"]``). A tail hit is a hit that a tier smaller by
@@ -20,10 +36,12 @@ Algorithm (LatentBox, 2026; defaults in brackets, all settable):
   cached at the next request, else a miss (d + f): d + m_lat * f (d + f when there is no latent tier to demote
   to); a lost latent hit costs f. So one byte more saves (image tail hits / image tail bytes) * (d + m_lat * f)
   in the image tier and (latent tail hits / latent tail bytes) * f in the latent tier. Alpha
-  moves ``step`` [0.01] toward the larger saving (clamped to [alpha_min, alpha_max] = [0, 1]); both tiers are
-  resized, overflow is evicted and the window counters reset. A tier that cannot show its value (no room at
-  all, or an image tier left empty while promotions are due that it is too small to take) gets one step
-  (exploration) rather than the tuner sticking at alpha = 0 or 1.
+  moves ``step`` [0.01] toward the larger saving, one more ``step`` for each window in a row that moves the
+  same way, up to ``MAX_MOVE`` [0.05] (clamped to [alpha_min, alpha_max] = [0, 1]); both tiers are resized,
+  overflow is evicted and the window counters reset. A window with fewer than ``MIN_TAIL_HITS`` [4] tail hits
+  in both tiers together is extended (up to 10 W) instead: a decision on one or two tail hits follows noise. A
+  tier that cannot show its value (no room at all, or an image tier left empty while promotions are due that it
+  is too small to take) gets one step (exploration) rather than the tuner sticking at alpha = 0 or 1.
 * Fixed modes: ``adaptive=False`` keeps alpha; :meth:`DualFormatCache.image_only` (alpha = 1) and
   :meth:`DualFormatCache.latent_only` (alpha = 0) are the single-format baselines.
 
@@ -45,15 +63,18 @@ from latentzarr.cache.base import (
     Cache,
     check_fraction,
 )
-from latentzarr.cache.costs import DEFAULT_DECODE_MS, DEFAULT_FETCH_MS
+from latentzarr.cache.costs import DEFAULT_DECODE_MS, DEFAULT_FETCH_MS, DEFAULT_IMAGE_SIZE, DEFAULT_LATENT_SIZE
 from latentzarr.cache.tiers import NOT_FOUND, TAIL_HIT, SegmentedLRU
 
 __all__ = [
     "DEFAULT_PROMOTE_AFTER",
+    "DEFAULT_PROMOTION",
     "DEFAULT_STEP",
     "DEFAULT_TAIL",
     "DEFAULT_TOLERANCE",
     "DEFAULT_WINDOW",
+    "PROMOTIONS",
+    "PROMOTION_PRICE_RATIO",
     "DualFormatCache",
 ]
 
@@ -64,7 +85,26 @@ DEFAULT_WINDOW = 200_000
 DEFAULT_TAIL = 0.1
 """Fraction of each tier's bytes forming its tail segment."""
 DEFAULT_PROMOTE_AFTER = 3
-"""Latent hits after which an object is promoted to the image tier (measured on synthetic traces: see BENCHMARKS.md)."""
+"""Latent hits before promotion at the paper's costs (its sensitivity optimum; see BENCHMARKS.md)."""
+DEFAULT_PROMOTION = "cost"
+"""Promotion rule: ``"cost"`` (priced by the measured decode / fetch costs and sizes) or ``"count"`` (P hits)."""
+PROMOTIONS = ("cost", "count")
+"""The promotion rules."""
+PROMOTION_PRICE_RATIO = (DEFAULT_DECODE_MS / DEFAULT_FETCH_MS) * (DEFAULT_LATENT_SIZE / DEFAULT_IMAGE_SIZE)
+"""k in the promotion price ``(P + 1/2) * k * f * I / L``: calibrates P at the paper's costs and sizes."""
+
+NO_MARGIN_HITS = 100
+"""Latent hits without a latent tail hit (counted over whole tuning windows) that show the latent tier holds all
+the reuse it sees: its bytes are worth nothing at the margin, so an image's extra bytes cost nothing and the
+adaptive cache (``promotion="cost"``) keeps every decoded image at once, as an image-only cache would, until a
+latent tail hit shows up again (a tier whose tail gets even 3% of its hits shows one in 100 with 95% chance)."""
+
+MIN_TAIL_HITS = 4
+"""Tail hits (both tiers) a tuning window needs before alpha moves; a window with fewer is extended."""
+
+MAX_MOVE = 0.05
+"""Largest change of alpha in one window (or ``step`` if larger): the step grows by ``step`` per window that
+moves the same way as the one before, up to this."""
 
 DEFAULT_TOLERANCE = 0.0
 """Relative margin by which one tier's marginal saving must exceed the other's before alpha moves."""
@@ -88,7 +128,10 @@ class DualFormatCache(Cache):
     window
         Requests per tuning window (W >= 1).
     promote_after
-        Latent hits (P >= 1) after which an object is promoted to the image tier.
+        Latent hits (P >= 1) before promotion to the image tier: always (``promotion="count"``), or at the
+        paper's costs and sizes (``promotion="cost"``, which scales it by the measured costs; see above).
+    promotion
+        ``"cost"`` or ``"count"``.
     tail
         Fraction of each tier that forms its tail segment, in (0, 1).
     alpha_min, alpha_max
@@ -116,6 +159,7 @@ class DualFormatCache(Cache):
         step: float = DEFAULT_STEP,
         window: int = DEFAULT_WINDOW,
         promote_after: int = DEFAULT_PROMOTE_AFTER,
+        promotion: str = DEFAULT_PROMOTION,
         tail: float = DEFAULT_TAIL,
         alpha_min: float = 0.0,
         alpha_max: float = 1.0,
@@ -136,6 +180,9 @@ class DualFormatCache(Cache):
                 f"Expected promote_after (P, latent hits before promotion) as an int >= 1. Got {promote_after!r} "
                 "instead."
             )
+        if promotion not in PROMOTIONS:
+            raise ValueError(f"Expected promotion in {PROMOTIONS}. Got {promotion!r} instead.")
+        self._promotion = promotion
         self._tail = check_fraction("tail", tail, upper_open=True)
         if self._tail == 0.0:
             raise ValueError(f"Expected tail in (0, 1): a tier needs a tail segment to measure. Got {tail!r} instead.")
@@ -154,13 +201,17 @@ class DualFormatCache(Cache):
             alpha = min(max(alpha, self._alpha_min), self._alpha_max)
         self._alpha_v = alpha
         image_cap = self._image_capacity(alpha)
-        self._img = SegmentedLRU(image_cap, self._tail)
-        self._lat = SegmentedLRU(self._capacity - image_cap, self._tail)
+        tail_min = round(self._step * self._capacity)  # a tier's tail covers at least one tuning step
+        self._img = SegmentedLRU(image_cap, self._tail, tail_min=tail_min)
+        self._lat = SegmentedLRU(self._capacity - image_cap, self._tail, tail_min=tail_min)
         self._ivals: dict[Hashable, Any] = {}
         self._lvals: dict[Hashable, Any] = {}
         self._lhits: dict[Hashable, int] = {}  # latent hits so far, only for cached latents with >= 1 hit
         self._carried: dict[Hashable, tuple[Hashable, Any, int]] = {}  # image key -> (latent id, value, size)
         self._w_req = 0  # requests in the current window
+        self._direction, self._run = 0, 0  # the tuner's last move (+1 image, -1 latent) and its streak
+        self._quiet_latent_hits = 0  # latent hits since the last window with a latent tail hit
+        self._no_margin = False  # _quiet_latent_hits >= NO_MARGIN_HITS (see _end_window)
         self._last_window: dict[str, float] = {}
         self._w0 = dict(self._c)  # counters at the start of the window
         self._trajectory: deque[tuple[int, float]] = deque([(0, alpha)], maxlen=_TRAJECTORY_KEEP)
@@ -196,6 +247,37 @@ class DualFormatCache(Cache):
     def promote_after(self) -> int:
         """Latent hits before promotion (P)."""
         return self._promote_after
+
+    @property
+    def promotion(self) -> str:
+        """The promotion rule, ``"cost"`` or ``"count"``."""
+        return self._promotion
+
+    def promotion_due(self, latent_hits: int, image_size: int, latent_size: int) -> bool:
+        """Whether an object with ``latent_hits`` latent hits so far (this one included; 0 at its miss) is
+        promoted now, given its image and latent sizes in bytes and the current cost estimates."""
+        with self._lock:
+            return self._due(latent_hits, image_size, latent_size)
+
+    def _due(self, h: int, image_size: int, latent_size: int) -> bool:
+        if self._promotion == "count":
+            return h >= self._promote_after
+        # decodes paid so far, (h + 1) * d, against the price of the image's extra bytes
+        return (h + 1) * self._decode_ms * latent_size >= self._promotion_price() * image_size
+
+    def _carry(self, image_size: int, latent_size: int) -> bool:
+        """Whether a promoted image keeps its latent (to demote it when evicted): a demoted latent turns a miss
+        (d + f) into a latent hit (d), saving f / (d + f) of it, for L / I of the image's bytes."""
+        if self._promotion == "count":
+            return True
+        f = self._fetch_ms
+        return f * image_size >= (self._decode_ms + f) * latent_size
+
+    def _promotion_price(self) -> float:
+        """The price of holding an image, in ms per (image byte / latent byte); 0 when no byte is scarce."""
+        if self._no_margin:
+            return 0.0
+        return (self._promote_after + 0.5) * PROMOTION_PRICE_RATIO * self._fetch_ms
 
     @property
     def step(self) -> float:
@@ -328,9 +410,12 @@ class DualFormatCache(Cache):
     def offer_image(self, key: Hashable, value: Any, size: int, *, latent_id: Hashable | None = None) -> bool:
         """Offer a just-decoded image; the cache keeps it if this decode is a promotion.
 
-        It is kept when the latent ``latent_id`` (default ``key``) has had ``promote_after`` latent hits (the
-        latent is then removed), or when that latent is not cached at all (e.g. alpha = 1), provided the image
-        fits the image tier. Raises :class:`~latentzarr.errors.ObjectTooLargeError` if ``size`` exceeds the
+        It is kept when the cached latent ``latent_id`` (default ``key``) is due for promotion (see
+        :meth:`promotion_due`: after ``promote_after`` latent hits at the paper's costs, at once after the miss
+        when decodes are expensive; the latent then moves with the image), or when that latent is not cached at
+        all (e.g. alpha = 1), provided the image fits the image tier. Record the decode's latency with
+        :meth:`record_decode_ms` first: promotion is priced with it. Raises
+        :class:`~latentzarr.errors.ObjectTooLargeError` if ``size`` exceeds the
         whole byte budget.
         """
         size = self._check_fits(size, "an image")
@@ -342,19 +427,23 @@ class DualFormatCache(Cache):
                 img.insert(key, size)
                 self._ivals[key] = value
                 return True
-            carried = None
+            promoted, carried = False, None
             if lid in self._lat:
-                if self._lhits.get(lid, 0) < self._promote_after:
+                lsize = self._lat.size_of(lid)
+                if not self._due(self._lhits.get(lid, 0), size, lsize):
                     return False
-                carried = (lid, self._lvals.get(lid), self._lat.size_of(lid))
-                size += carried[2]
+                promoted = True
+                if self._carry(size, lsize):
+                    carried = (lid, self._lvals.get(lid), lsize)
+                    size += lsize
             if not 0 < size <= img.capacity:
-                self._c["rejected" if carried is None else "promotions_blocked"] += 1
+                self._c["promotions_blocked" if promoted else "rejected"] += 1
                 return False
-            if carried is not None:
+            if promoted:
                 self._drop_latent(lid)
                 self._c["promotions"] += 1
-                self._carried[key] = carried
+                if carried is not None:
+                    self._carried[key] = carried
             self._ivals[key] = value
             self._insert_image(key, size)
             return key in self._ivals
@@ -377,13 +466,16 @@ class DualFormatCache(Cache):
             if found == TAIL_HIT:
                 c["latent_tail_hits"] += 1
             hits = self._lhits.get(obj_id, 0) + 1
-            if hits >= self._promote_after:
-                size = lat.size_of(obj_id)
-                if 0 < image_size + size <= self._img.capacity:
+            size = lat.size_of(obj_id)
+            if self._due(hits, image_size, size):
+                carry = self._carry(image_size, size)
+                entry = image_size + size if carry else image_size
+                if 0 < entry <= self._img.capacity:
                     self._drop_latent(obj_id)
                     c["promotions"] += 1
-                    self._carried[obj_id] = (obj_id, None, size)
-                    self._insert_image(obj_id, image_size + size)
+                    if carry:
+                        self._carried[obj_id] = (obj_id, None, size)
+                    self._insert_image(obj_id, entry)
                     return LATENT_HIT
                 c["promotions_blocked"] += 1
             self._lhits[obj_id] = hits
@@ -391,6 +483,18 @@ class DualFormatCache(Cache):
         c["misses"] += 1
         if 0 < latent_size <= lat.capacity:
             self._insert_latent(obj_id, latent_size)
+            # as on a worker: the fetched latent is cached, then the decoded image is offered (promotion at once)
+            if self._due(0, image_size, latent_size):
+                carry = self._carry(image_size, latent_size)
+                entry = image_size + latent_size if carry else image_size
+                if 0 < entry <= self._img.capacity:
+                    self._drop_latent(obj_id)
+                    c["promotions"] += 1
+                    if carry:
+                        self._carried[obj_id] = (obj_id, None, latent_size)
+                    self._insert_image(obj_id, entry)
+                else:
+                    c["promotions_blocked"] += 1
         elif 0 < image_size <= self._img.capacity:
             self._insert_image(obj_id, image_size)
         else:
@@ -433,6 +537,12 @@ class DualFormatCache(Cache):
     def _end_window(self) -> None:
         c, w0 = self._c, self._w0
         alpha = self._alpha_v
+        tail_hits = c["image_tail_hits"] + c["latent_tail_hits"] - w0["image_tail_hits"] - w0["latent_tail_hits"]
+        if self._adaptive and tail_hits < MIN_TAIL_HITS and c["requests"] - w0["requests"] < 10 * self._window:
+            # too few tail hits to tell the tiers apart: extend the window (up to 10 W) rather than follow noise
+            self._trajectory.append((c["requests"], alpha))
+            self._w_req = 0
+            return
         if self._adaptive:
             new = self._decide(
                 requests=c["requests"] - w0["requests"],
@@ -445,6 +555,11 @@ class DualFormatCache(Cache):
             if new != alpha:
                 self._set_alpha(new)
                 c["tuner_steps"] += 1
+            if c["latent_tail_hits"] > w0["latent_tail_hits"]:
+                self._quiet_latent_hits = 0
+            else:
+                self._quiet_latent_hits += c["latent_hits"] - w0["latent_hits"]
+            self._no_margin = self._promotion == "cost" and self._quiet_latent_hits >= NO_MARGIN_HITS
         self._trajectory.append((c["requests"], self._alpha_v))
         self._w0 = dict(c)
         self._w_req = 0
@@ -480,10 +595,16 @@ class DualFormatCache(Cache):
         }
         alpha = self._alpha_v
         margin = 1.0 + self._tolerance
-        if save_image > save_latent * margin:
-            alpha = min(self._alpha_max, alpha + self._step)
-        elif save_latent > save_image * margin:
-            alpha = max(self._alpha_min, alpha - self._step)
+        direction = 1 if save_image > save_latent * margin else -1 if save_latent > save_image * margin else 0
+        # consecutive moves the same way grow the step (1, 2, ... steps, at most MAX_MOVE): a split far from its
+        # optimum gets there in fewer windows; any reversal or pause starts again at one step
+        self._run = self._run + 1 if direction and direction == self._direction else 1
+        self._direction = direction
+        step = min(self._step * self._run, max(self._step, MAX_MOVE))
+        if direction > 0:
+            alpha = min(self._alpha_max, alpha + step)
+        elif direction < 0:
+            alpha = max(self._alpha_min, alpha - step)
         return round(alpha, 12)
 
     def _set_alpha(self, alpha: float) -> None:
@@ -545,6 +666,7 @@ class DualFormatCache(Cache):
             "adaptive": self._adaptive,
             "window": self._window,
             "promote_after": self._promote_after,
+            "promotion": self._promotion,
             "step": self._step,
             "tail": self._tail,
             "last_window": dict(self._last_window),

@@ -39,16 +39,22 @@ class SegmentedLRU:
         Capacity in bytes (>= 0).
     tail
         Fraction of ``capacity`` that forms the tail segment, in [0, 1).
+    tail_min
+        Smallest tail segment in bytes (>= 0; at most the whole tier). A tier whose tail is smaller than the step
+        by which its owner resizes it would under-report what that step costs.
     """
 
-    __slots__ = ("capacity", "main", "main_bytes", "main_capacity", "tail", "tail_bytes", "tail_fraction")
+    __slots__ = (
+        "capacity", "main", "main_bytes", "main_capacity", "tail", "tail_bytes", "tail_fraction", "tail_min",
+    )
 
-    def __init__(self, capacity: int, tail: float = 0.1) -> None:
+    def __init__(self, capacity: int, tail: float = 0.1, *, tail_min: int = 0) -> None:
         self.main: OrderedDict[Hashable, int] = OrderedDict()
         self.tail: OrderedDict[Hashable, int] = OrderedDict()
         self.main_bytes = 0
         self.tail_bytes = 0
         self.tail_fraction = tail
+        self.tail_min = max(0, int(tail_min))
         self.capacity = 0
         self.main_capacity = 0
         self.set_capacity(capacity)
@@ -116,7 +122,8 @@ class SegmentedLRU:
     def set_capacity(self, capacity: int) -> list[Hashable]:
         """Change the capacity in bytes; return the keys evicted to fit."""
         self.capacity = int(capacity)
-        self.main_capacity = self.capacity - int(self.capacity * self.tail_fraction)
+        tail = max(int(self.capacity * self.tail_fraction), self.tail_min)
+        self.main_capacity = max(0, self.capacity - tail)
         self._slide()
         return self._evict_overflow()
 

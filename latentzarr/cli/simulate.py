@@ -43,7 +43,9 @@ def _floats(text: str, what: str) -> list[float]:
 @click.option("--fetch-ms", type=float, default=None, help="Extra cost of a store fetch [150].")
 @click.option("--window", type=int, default=None, help="Tuner window W in requests [n/500 in 1e3..2e5].")
 @click.option("--step", type=float, default=None, help="Alpha step per window [0.01].")
-@click.option("--promote-after", type=int, default=None, help="Latent hits before promotion P.")
+@click.option("--promote-after", type=int, default=None, help="Latent hits before promotion P (paper's costs) [3].")
+@click.option("--promotion", type=click.Choice(["cost", "count"]), default=None,
+              help="Promotion priced by decode/fetch costs and sizes, or after exactly P latent hits [cost].")
 @click.option("--tail", type=float, default=None, help="Tail segment fraction t [0.1].")
 @click.option("--alpha-grid", default=None, help="Static alphas for the oracle [0,0.1,...,1].")
 @click.option("--sensitivity", "sensitivity_at", type=float, default=None, help="Also sweep step/W/P/t at this size.")
@@ -63,6 +65,7 @@ def simulate(
     window: int | None,
     step: float | None,
     promote_after: int | None,
+    promotion: str | None,
     tail: float | None,
     alpha_grid: str | None,
     sensitivity_at: float | None,
@@ -95,7 +98,8 @@ def simulate(
     cost = CostModel(**cost_kw)
     tuner_kw = {
         k: v
-        for k, v in (("window", window), ("step", step), ("promote_after", promote_after), ("tail", tail))
+        for k, v in (("window", window), ("step", step), ("promote_after", promote_after), ("promotion", promotion),
+                     ("tail", tail))
         if v is not None
     }
     tuner = TunerParams(**tuner_kw)

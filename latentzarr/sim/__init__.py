@@ -5,6 +5,7 @@
   with the per-request :class:`~latentzarr.cache.CostModel`; returns a JSON-ready document.
 * :func:`sensitivity`: the adaptive cache's sensitivity to step, W, P and the tail fraction.
 * :func:`plot_latency_vs_size`, :func:`plot_alpha_trajectory`: PNG figures (matplotlib, Agg canvas).
+* :func:`stress_workload`: generated low-reuse, one-hit-wonder and scan-heavy workloads.
 * :func:`tier_series`, :class:`TierPolicy`: persistent bytes over time under a precision-tier lifecycle policy.
 """
 
@@ -22,6 +23,7 @@ from latentzarr.sim.run import (
     simulate,
 )
 from latentzarr.sim.sensitivity import sensitivity
+from latentzarr.sim.stress import STRESS_KINDS, stress_workload
 from latentzarr.sim.tiers import TierPolicy, TierSeries, tier_series
 from latentzarr.sim.workload import DEFAULT_LATENT_RATIO, Workload
 
@@ -30,6 +32,7 @@ __all__ = [
     "DEFAULT_ALPHA_GRID",
     "DEFAULT_CACHE_FRACTIONS",
     "DEFAULT_LATENT_RATIO",
+    "STRESS_KINDS",
     "TierPolicy",
     "TierSeries",
     "TunerParams",
@@ -41,5 +44,6 @@ __all__ = [
     "replay_config",
     "sensitivity",
     "simulate",
+    "stress_workload",
     "tier_series",
 ]

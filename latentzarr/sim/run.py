@@ -24,7 +24,13 @@ from typing import Any
 
 from latentzarr.cache import CostModel, DualFormatCache, S3FIFOImageCache
 from latentzarr.cache.base import Cache
-from latentzarr.cache.dual import DEFAULT_PROMOTE_AFTER, DEFAULT_STEP, DEFAULT_TAIL, DEFAULT_TOLERANCE
+from latentzarr.cache.dual import (
+    DEFAULT_PROMOTE_AFTER,
+    DEFAULT_PROMOTION,
+    DEFAULT_STEP,
+    DEFAULT_TAIL,
+    DEFAULT_TOLERANCE,
+)
 from latentzarr.sim.workload import Workload
 
 __all__ = [
@@ -60,6 +66,7 @@ class TunerParams:
     step: float = DEFAULT_STEP
     window: int | None = None
     promote_after: int = DEFAULT_PROMOTE_AFTER
+    promotion: str = DEFAULT_PROMOTION
     tail: float = DEFAULT_TAIL
     tolerance: float = DEFAULT_TOLERANCE
     alpha_start: float = 0.5
@@ -70,6 +77,7 @@ class TunerParams:
             "step": self.step,
             "window": self.window if self.window is not None else auto_window(n_requests),
             "promote_after": self.promote_after,
+            "promotion": self.promotion,
             "tail": self.tail,
             "tolerance": self.tolerance,
         }
