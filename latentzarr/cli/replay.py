@@ -12,7 +12,7 @@ from latentzarr.cli._common import one_line_errors, trace_format_option
 
 __all__ = ["QUICK", "replay"]
 
-QUICK: dict[str, Any] = {"objects": 2000, "size": "48", "warmup": 100_000, "requests": 1000, "rate": 20.0,
+QUICK: dict[str, Any] = {"objects": 1000, "size": "48", "warmup": 100_000, "requests": 1000, "rate": 20.0,
                          "cache_fraction": 0.01, "budget_of": "total"}
 """The ``--quick`` preset: the whole pipeline at the 1%-of-total operating point, sized for 2 CPU cores."""
 DEFAULTS: dict[str, Any] = {"objects": None, "size": "48", "warmup": None, "requests": 1000, "rate": 20.0,
@@ -76,7 +76,7 @@ def _sizes(text: str) -> list[int]:
               help="Task threads per worker (GETs overlap; decodes share one decoder per worker).")
 @click.option("--scheduler", default=None, help="Address of an existing cluster to use instead of a local one.")
 @click.option("--objects", type=int, default=None,
-              help="When STORE does not exist: build it from this many crops of the sample photos [--quick: 2000].")
+              help="When STORE does not exist: build it from this many crops of the sample photos [--quick: 1000].")
 @click.option("--size", default=None, help="Picture side (px) of a built store; a comma list mixes sizes [48].")
 @click.option("--dtype", default="bfloat16", show_default=True, help="Latent dtype of a built store.")
 @click.option("--object-store", type=click.Choice(["moto", "local"]), default="moto", show_default=True,
@@ -84,7 +84,7 @@ def _sizes(text: str) -> list[int]:
                    "local: serve from the folders.")
 @click.option("--spill", type=click.Choice(["on", "off", "both"]), default="on", show_default=True,
               help="Spillover: on, off (reads pinned to owners), or both (adds adaptive-no-spill).")
-@click.option("--quick", is_flag=True, help="Preset: build 2000 objects at 48 px, 100k warm-up, 1000-request "
+@click.option("--quick", is_flag=True, help="Preset: build 1000 objects at 48 px, 100k warm-up, 1000-request "
               "window, all five configurations, 1% of the total PNG footprint per worker.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the GET latency draws (and trace).")
 @click.option("--plot", "plot_path", type=click.Path(dir_okay=False, writable=True), default=None,

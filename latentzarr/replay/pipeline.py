@@ -3,8 +3,9 @@ store, replay (:func:`~latentzarr.replay.replay_trace`)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -13,10 +14,23 @@ from latentzarr.errors import LatentZarrError
 __all__ = ["run_replay"]
 
 
+@contextlib.contextmanager
+def _torch_threads(n: int | None) -> Iterator[None]:
+    import torch
+
+    old = torch.get_num_threads()
+    if n:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
+
+
 def run_replay(store: str | os.PathLike[str], trace: Any, *, image_store: str | None = None,
                objects: int | None = None, sizes: Sequence[int] = (48,), dtype: str = "bfloat16",
-               object_store: str = "moto", log: Callable[[str], None] | None = None, **replay_options: Any
-               ) -> dict[str, Any]:
+               object_store: str = "moto", build_threads: int | None = 1, log: Callable[[str], None] | None = None,
+               **replay_options: Any) -> dict[str, Any]:
     """Replay ``trace`` against ``store``, building what is missing first.
 
     Parameters
@@ -29,6 +43,9 @@ def run_replay(store: str | os.PathLike[str], trace: Any, *, image_store: str | 
     object_store
         ``"moto"``: copy both into a moto S3 stand-in started for the run (:mod:`latentzarr.replay.objectstore`)
         and serve from there; ``"local"``: serve from the folders.
+    build_threads
+        ``torch.set_num_threads`` while building (restored after; None leaves it): on a shared machine one
+        thread per process is several times faster than threads that wait on each other.
     replay_options
         Passed to :func:`~latentzarr.replay.replay_trace`.
     """
@@ -45,11 +62,13 @@ def run_replay(store: str | os.PathLike[str], trace: Any, *, image_store: str | 
             raise LatentZarrError(f"Expected a latent store at {url!r}. Got nothing there; pass --objects N to "
                                   "build one (or --quick).")
         say(f"building {url}: {objects} pictures at {'/'.join(map(str, sizes))} px, {dtype} latents")
-        build_replay_store(url, n_images=objects, size=list(sizes), dtype=dtype)
+        with _torch_threads(build_threads):
+            build_replay_store(url, n_images=objects, size=list(sizes), dtype=dtype)
     images = str(image_store) if image_store else image_store_path(url)
     if "://" not in images and (not Path(images).is_dir() or not any(Path(images).iterdir())):
         say(f"building the image store {images} from {url}")
-        build_image_store(url, images)
+        with _torch_threads(build_threads):
+            build_image_store(url, images)
     if object_store == "local":
         return replay_trace(url, trace, image_store=images, log=say, **replay_options)
     if not local or "://" in images:
