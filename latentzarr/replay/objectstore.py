@@ -39,7 +39,8 @@ def moto_object_store(bucket: str = "latentzarr-replay", *, timeout_s: float = 6
         import s3fs
     except ImportError as exc:
         raise ImportError("Expected moto[server] and s3fs for the S3 stand-in. Got them missing; "
-                          "pip install 'moto[server]' s3fs, or replay on a local folder.") from exc
+                          "pip install 'latentzarr[replay]', or replay on a local folder (--object-store local)."
+                          ) from exc
     port = _free_port()
     endpoint = f"http://127.0.0.1:{port}"
     proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
