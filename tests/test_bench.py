@@ -86,7 +86,8 @@ def test_bench_spillover_cli_json(tiny_store, tmp_path):
     assert doc["requests"] == 40 and doc["replays"][0]["through_cluster"] is True
     for mode in ("spill", "owner_only"):
         m = doc[mode]
-        assert m["requests_counted"] == 40  # every read asked its owner's image tier once
+        # every read asked its owner's image tier once (or that lookup timed out on a loaded machine)
+        assert m["requests_counted"] <= 40 <= m["requests_counted"] + m["fast_path_fallbacks"]
         assert m["p50_ms"] <= m["p95_ms"] <= m["p99_ms"]
         assert m["cache_served_fraction"] == pytest.approx(m["image_hit"] + m["latent_hit"])
         assert len(doc["runs"][mode]) == 1

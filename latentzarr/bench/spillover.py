@@ -24,7 +24,8 @@ P99_REDUCTION_TARGET = 0.20
 SERVED_FRACTION_TOLERANCE = 0.02
 """The bar: the cache-served fraction may differ by at most 2 points between the two modes."""
 _KEEP = ("mean_ms", "p50_ms", "p95_ms", "p99_ms", "max_ms", "image_hit", "latent_hit", "miss", "coalesced",
-         "decode_share", "decode_queue_ms", "spilled", "writebacks", "reads_per_s", "requests_counted")
+         "decode_share", "decode_queue_ms", "spilled", "writebacks", "reads_per_s", "requests_counted",
+         "fast_path_fallbacks")
 
 
 def _mode(row: Mapping[str, Any]) -> dict[str, Any]:

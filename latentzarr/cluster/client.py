@@ -86,6 +86,8 @@ class LatentClient:
         self._addresses: dict[str, str] = {}
         self._ring_time = -np.inf
         self._in_flight: dict[str, int] = {}  # reads this client has submitted and not yet got back, by worker
+        self.fast_path_fallbacks = 0
+        """Reads whose owner did not answer the image-tier lookup in time (they took the task path)."""
 
     @property
     def asynchronous(self) -> bool:
@@ -134,6 +136,7 @@ class LatentClient:
             hit = await asyncio.wait_for(
                 self.client.rpc(owner).latentzarr_image(key=cache_key(image_id, rendition)), FAST_PATH_TIMEOUT_S)
         except (TimeoutError, OSError, CommClosedError):  # owner gone: re-route, let the task path take it
+            self.fast_path_fallbacks += 1
             await self._refresh_ring(force=True)
             owner = await self._owner(image_id)
             hit = None
