@@ -9,11 +9,10 @@ import json
 import math
 import traceback
 
-import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from latentzarr.bench import build_sample_store, skewed_load, summarize
+from latentzarr.bench import build_sample_store, summarize
 from latentzarr.cli import cli
 
 TIMING_KEYS = {"n", "mean_ms", "p50_ms", "p95_ms", "p99_ms", "max_ms", "reads_per_s"}
@@ -56,19 +55,6 @@ def test_summarize_percentiles_and_rate():
         summarize([])
 
 
-def test_skewed_load_is_seeded_and_skewed():
-    hot, other = [f"h{i}" for i in range(20)], [f"o{i}" for i in range(20)]
-    ids = skewed_load(hot, other, requests=2000, hot_share=0.8, zipf_s=0.8, seed=3)
-    assert ids == skewed_load(hot, other, requests=2000, hot_share=0.8, zipf_s=0.8, seed=3)
-    assert ids != skewed_load(hot, other, requests=2000, hot_share=0.8, zipf_s=0.8, seed=4)
-    assert len(ids) == 2000 and set(ids) <= set(hot) | set(other)
-    assert 0.75 < np.mean([i.startswith("h") for i in ids]) < 0.85
-    counts = np.unique(ids, return_counts=True)[1]
-    assert counts.max() > 3 * np.median(counts)  # Zipf: a few ids get most reads
-    with pytest.raises(ValueError, match="empty group"):
-        skewed_load(hot, [], requests=10, hot_share=0.5, zipf_s=1.0)
-
-
 def test_bench_serving_cli_json(tiny_store, tmp_path):
     out = tmp_path / "serving.json"
     result = CliRunner().invoke(cli, ["bench", "serving", tiny_store, "--json", str(out), "--ids", "4",
@@ -90,32 +76,24 @@ def test_bench_serving_cli_json(tiny_store, tmp_path):
 
 
 def test_bench_spillover_cli_json(tiny_store, tmp_path):
+    """The spillover bench is the replay, twice per repeat (spill on, pinned to owners), on one cluster."""
     out = tmp_path / "spill.json"
-    result = CliRunner().invoke(cli, ["bench", "spillover", tiny_store, "--json", str(out), "--requests", "40",
-                                      "--clients", "4", "--repeats", "1"])
+    result = CliRunner().invoke(cli, ["bench", "spillover", tiny_store, "synthetic:600", "--json", str(out),
+                                      "--requests", "40", "--warmup", "200", "--rate", "200", "--repeats", "1",
+                                      "--workers", "2", "--cache-fraction", "0.1", "--latency", "constant:2@100"])
     assert result.exit_code == 0, _failure(result)
     doc = json.loads(out.read_text())
-    assert doc["requests"] == 40 and doc["ids"] == 12
+    assert doc["requests"] == 40 and doc["replays"][0]["through_cluster"] is True
     for mode in ("spill", "owner_only"):
         m = doc[mode]
-        check_timings(m, 40)
-        assert m["requests_counted"] == 40  # every read asked its owner's image tier once
-        assert 0 <= m["cache_served_fraction"] <= 1
-        assert m["cache_served_fraction"] == pytest.approx(m["image_hit_fraction"] + m["latent_hit_fraction"])
-        assert 0 <= m["coalesced_fraction"] <= 1 - m["cache_served_fraction"]
-        assert m["no_store_fetch_fraction"] >= m["cache_served_fraction"] - 1e-9
-        workers = doc["runs"][mode][0]["workers"]
-        assert sum(w["requests"] for w in workers.values()) == 40
-        assert sum(w["writebacks"] for w in workers.values()) == m["spilled"]
-        assert m["decodes"] >= 1
-        run = doc["runs"][mode][0]
-        assert {"workers", "client"} <= set(run["cpu_s"]) and run["cpu_s"]["workers"] > 0
-        assert min(run["hot_ids_p99_ms"], run["other_ids_p99_ms"]) > 0
-    assert doc["owner_only"]["spilled"] == 0  # strict restrictions are never stolen
-    hot = doc["runs"]["owner_only"][0]["workers"][doc["hot_worker"]]
-    assert hot["requests"] >= 20  # hot_share 0.8 of 40 reads, give or take the draw
-    assert doc["p99_reduction"] == pytest.approx(1 - doc["runs"]["spill"][0]["p99_ms"]
-                                                 / doc["runs"]["owner_only"][0]["p99_ms"])
-    assert set(doc["bar"]) == {"p99_reduction_target", "served_fraction_tolerance", "p99_met",
-                               "served_fraction_met"}
-    assert "cache-served" in result.output
+        # every read asked its owner's image tier once (or that lookup timed out on a loaded machine)
+        assert m["requests_counted"] <= 40 <= m["requests_counted"] + m["fast_path_fallbacks"]
+        assert m["p50_ms"] <= m["p95_ms"] <= m["p99_ms"]
+        assert m["cache_served_fraction"] == pytest.approx(m["image_hit"] + m["latent_hit"])
+        assert len(doc["runs"][mode]) == 1
+    assert doc["owner_only"]["spilled"] == 0  # pinned reads never run elsewhere
+    assert doc["spill"]["writebacks"] == doc["spill"]["spilled"]  # a spilled read writes back to its owner
+    assert doc["p99_reduction"] == pytest.approx(1 - doc["spill"]["p99_ms"] / doc["owner_only"]["p99_ms"])
+    assert set(doc["bar"]) == {"p99_reduction_target", "served_fraction_tolerance", "p99_met_every_repeat",
+                               "served_fraction_met_every_repeat"}
+    assert "lower with spillover" in result.output

@@ -7,6 +7,6 @@ from __future__ import annotations
 
 from latentzarr.bench._common import build_sample_store, machine_info, summarize
 from latentzarr.bench.serving import bench_serving
-from latentzarr.bench.spillover import bench_spillover, skewed_load
+from latentzarr.bench.spillover import bench_spillover
 
-__all__ = ["bench_serving", "bench_spillover", "build_sample_store", "machine_info", "skewed_load", "summarize"]
+__all__ = ["bench_serving", "bench_spillover", "build_sample_store", "machine_info", "summarize"]

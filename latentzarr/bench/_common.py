@@ -55,12 +55,13 @@ def machine_info() -> dict[str, Any]:
     }
 
 
-def build_sample_store(path: str | os.PathLike[str], *, n_images: int = 64, size: int = 64, seed: int = 0,
-                       dtype: str = "float16", model: str = "taef2") -> str:
+def build_sample_store(path: str | os.PathLike[str], *, n_images: int = 64, size: int | Sequence[int] = 64,
+                       seed: int = 0, dtype: str = "float16", model: str = "taef2") -> str:
     """Create a store at ``path`` holding ``n_images`` real pictures of ``size`` x ``size`` px, encoded by ``model``.
 
     The pictures are random square crops (seeded) of the bundled sample photos, resized to ``size``, so every id
-    is a distinct real image: ids are ``"<photo>-<k>"``. Returns the store URL (the path as a string).
+    is a distinct real image: ids are ``"<photo>-<k>"``. ``size`` may list several sizes: picture k then has
+    ``size[k % len(size)]`` px (one array per size). Returns the store URL (the path as a string).
     Raises ``FileExistsError`` when ``path`` exists.
     """
     from PIL import Image
@@ -72,8 +73,9 @@ def build_sample_store(path: str | os.PathLike[str], *, n_images: int = 64, size
 
     if n_images < 1:
         raise ValueError(f"Expected n_images >= 1. Got {n_images!r} instead.")
-    if size < 8 or size % 8:
-        raise ValueError(f"Expected size as a positive multiple of 8 (px). Got {size!r} instead.")
+    sizes = [size] if isinstance(size, int) else list(size)
+    if not sizes or any(not isinstance(s, int) or s < 8 or s % 8 for s in sizes):
+        raise ValueError(f"Expected size as a positive multiple of 8 (px), or a list of them. Got {size!r} instead.")
     rng = np.random.default_rng(seed)
     photos = sample_images(256)
     names = list(photos)
@@ -83,7 +85,8 @@ def build_sample_store(path: str | os.PathLike[str], *, n_images: int = 64, size
         side = int(rng.integers(96, 257))
         top, left = (int(rng.integers(0, 256 - side + 1)) for _ in range(2))
         crop = Image.fromarray(photos[name][top : top + side, left : left + side])
-        pictures[f"{name}-{k:04d}"] = np.asarray(crop.resize((size, size), Image.Resampling.LANCZOS))
+        pictures[f"{name}-{k:04d}"] = np.asarray(crop.resize((sizes[k % len(sizes)],) * 2,
+                                                                 Image.Resampling.LANCZOS))
     store = LatentStore.create(Path(path))
     ingest_arrays(store, pictures, load_model(model, device="cpu"), dtype=dtype, batch_size=32)
     return str(path)

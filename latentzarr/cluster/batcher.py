@@ -49,6 +49,8 @@ class DecodeBatcher:
         """Forward passes run so far."""
         self.decoded = 0
         """Latents decoded so far."""
+        self.wait_ms = 0.0
+        """Total time (ms) decoded latents waited in the queue before their forward pass started."""
         self._thread = threading.Thread(target=self._run, name="latentzarr-decode-batcher", daemon=True)
         self._thread.start()
 
@@ -60,6 +62,7 @@ class DecodeBatcher:
     def submit(self, latent: np.ndarray) -> Future:
         """Queue one latent (C, h, w); the future resolves to its uint8 picture (H, W, 3)."""
         fut: Future = Future()
+        fut.queued_at = time.perf_counter()  # type: ignore[attr-defined]
         with self._cond:
             if self._closed:
                 raise RuntimeError("Expected an open DecodeBatcher. Got a closed one (the worker is shutting down).")
@@ -109,6 +112,7 @@ class DecodeBatcher:
             if not futures:
                 continue
             live = [lat for lat, f in batch if f in futures]
+            started = time.perf_counter()
             try:
                 pictures = self._decode(np.stack(live))
             except BaseException as exc:  # hand every caller the error; keep serving
@@ -117,6 +121,7 @@ class DecodeBatcher:
                 continue
             self.batches += 1
             self.decoded += len(live)
+            self.wait_ms += sum(started - f.queued_at for f in futures) * 1000
             for f, pic in zip(futures, pictures, strict=True):
                 f.set_result(pic)
 

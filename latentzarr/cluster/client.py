@@ -86,6 +86,8 @@ class LatentClient:
         self._addresses: dict[str, str] = {}
         self._ring_time = -np.inf
         self._in_flight: dict[str, int] = {}  # reads this client has submitted and not yet got back, by worker
+        self.fast_path_fallbacks = 0
+        """Reads whose owner did not answer the image-tier lookup in time (they took the task path)."""
 
     @property
     def asynchronous(self) -> bool:
@@ -137,6 +139,7 @@ class LatentClient:
             hit = await asyncio.wait_for(
                 self.client.rpc(owner).latentzarr_image(key=cache_key(image_id, rendition)), FAST_PATH_TIMEOUT_S)
         except (TimeoutError, OSError, CommClosedError):  # owner gone: re-route, let the task path take it
+            self.fast_path_fallbacks += 1
             await self._refresh_ring(force=True)
             owner = await self._owner(image_id)
             hit = None
@@ -204,6 +207,24 @@ class LatentClient:
     def read_latent(self, image_id: str) -> np.ndarray:
         """The stored latent (C, h, w) of ``image_id``, bit-exact, read by its owner worker."""
         return self._sync(self._read_latent, image_id)
+
+    async def _warm(self, ids: list[str], latency_seed: int | None) -> dict[str, Any]:
+        await self._refresh_ring(force=True)
+        by_owner: dict[str, list[str]] = {}
+        for image_id in ids:
+            by_owner.setdefault(await self._owner(image_id), []).append(image_id)
+        answers = await asyncio.gather(*(self.client.rpc(addr).latentzarr_warm(ids=part, latency_seed=latency_seed)
+                                         for addr, part in by_owner.items()))
+        return dict(zip(by_owner, answers, strict=True))
+
+    def warm(self, ids: Sequence[str], *, latency_seed: int | None = None) -> dict[str, Any]:
+        """Serve ``ids`` (full-size PNG reads, in order) as a bulk warm-up on their owners' caches.
+
+        Each owner gets its own ids in their order over one direct RPC (no scheduler) and runs them through
+        :meth:`LatentWorkerPlugin.warm <latentzarr.cluster.LatentWorkerPlugin.warm>`: the cache ends as the same
+        reads served one by one would leave it, without their waits and decodes. Returns each worker's answer.
+        """
+        return self._sync(self._warm, [validate_id(i) for i in ids], latency_seed)
 
     # ------------------------------------------------------------------------------------------ stats
     def stats(self) -> dict[str, Any]:

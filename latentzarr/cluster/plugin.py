@@ -9,12 +9,25 @@ registers the worker RPC handlers the client and other workers call directly (no
 ``latentzarr_latent``  latent-tier lookup after an image miss (for a read running on another worker)
 ``latentzarr_admit``   write-back from a read that ran elsewhere: a fetched latent and/or a decoded image
 ``latentzarr_stats``   this worker's counters
+``latentzarr_warm``    serve a list of warm-up reads in bulk through the same cache path (no scheduler, no decode)
 =====================  =======================================================================================
 
 Renditions share one decode: when a read decodes an id for a resized or lossy rendition and the cache keeps it,
 the full-size PNG (the ``png`` rendition) is kept beside it (``keep_source``), and a later read of another
 rendition of that id, on the owner, resizes and encodes that picture instead of decoding again (counted in
 ``resized``, not ``decodes``).
+
+Serving modes (``mode=``), so that every configuration a benchmark compares is a deployment of the same workers:
+
+==============  ==============================================================================================
+``dual``        the :class:`~latentzarr.cache.DualFormatCache` (``cache_options`` make it image-only, latent-only,
+                static or adaptive); ``cache_bytes=0`` caches nothing (Decode-All)
+``imgstore``    no latents, no decode: a per-worker LRU (:class:`~latentzarr.cache.LRUImageCache`) of PNG bytes
+                read from ``image_store`` (one PNG object per id); serves full-size PNG only
+==============  ==============================================================================================
+
+``get_latency`` (a :class:`~latentzarr.store.latency.GetLatencyModel`) adds a modelled object-store latency to
+every object GET this worker makes (a latent chunk from the store, a PNG object from the image store).
 
 Under faults: a store that fails transiently is retried by the store itself (bounded), then the read raises
 :class:`~latentzarr.errors.StoreUnavailableError` (retryable); cached pictures and latents are still served while
@@ -50,10 +63,13 @@ if TYPE_CHECKING:  # pragma: no cover
     from latentzarr.models.images import Rendition
     from latentzarr.store import EncodedLatent, LatentStore
     from latentzarr.store.faults import FaultInjector
+    from latentzarr.store.latency import GetLatencyModel
 
 __all__ = ["PLUGIN_NAME", "LatentWorkerPlugin", "PluginMissingError", "get_latentzarr_plugin"]
 
 PLUGIN_NAME = "latentzarr"
+MODES = ("dual", "imgstore")
+"""Serving modes of the plugin."""
 DEFAULT_CACHE_BYTES = 256 * 2**20
 """Default per-worker cache budget (bytes): both tiers together."""
 OWNER_TIMEOUT_S = 2.0
@@ -92,6 +108,13 @@ class LatentWorkerPlugin(WorkerPlugin):
         ``torch.set_num_threads`` on the worker (None: leave as is).
     faults
         Inject faults into the worker's store I/O (:class:`~latentzarr.store.faults.FaultInjector`; tests, soak).
+    mode
+        ``"dual"`` or ``"imgstore"`` (see the module docstring).
+    image_store, image_storage_options
+        Folder or URL of the PNG objects (:class:`~latentzarr.replay.ImageObjectStore`) and its fsspec options:
+        required by ``imgstore``; used by the bulk warm-up in every mode.
+    get_latency
+        Object-store latency model applied to every object GET (None: none beyond the store's own).
     shed_at
         Fraction of the worker's memory limit above which the worker empties its cache (None: Dask's
         ``distributed.worker.memory.spill`` fraction, which comes before the *pause* fraction; False: never).
@@ -111,7 +134,9 @@ class LatentWorkerPlugin(WorkerPlugin):
                  model: str | None = None, device: str | None = None, max_batch: int = 8,
                  max_wait_ms: float = 2.0, torch_threads: int | None = None,
                  faults: FaultInjector | None = None, shed_at: float | bool | None = None,
-                 keep_source: bool = True) -> None:
+                 keep_source: bool = True, mode: str = "dual", image_store: str | None = None,
+                 image_storage_options: Mapping[str, Any] | None = None,
+                 get_latency: GetLatencyModel | None = None) -> None:
         if not isinstance(cache_bytes, int) or cache_bytes < 0:
             raise ValueError(f"Expected cache_bytes as an int >= 0. Got {cache_bytes!r} instead.")
         if max_batch < 1 or max_wait_ms < 0:
@@ -133,16 +158,24 @@ class LatentWorkerPlugin(WorkerPlugin):
             raise ValueError(f"Expected shed_at in (0, 1], None or False. Got {shed_at!r} instead.")
         self.shed_at = False if shed_at is False else float(shed_at)
         self.keep_source = bool(keep_source)
+        if mode not in MODES:
+            raise ValueError(f"Expected mode in {MODES}. Got {mode!r} instead.")
+        if mode == "imgstore" and not image_store:
+            raise ValueError("Expected image_store (a folder or URL of PNG objects) with mode='imgstore'. Got None.")
+        self.mode = mode
+        self.image_store = None if image_store is None else str(image_store)
+        self.image_storage_options = dict(image_storage_options or {})
+        self.get_latency = get_latency
         self.worker: Worker | None = None
         self._store: LatentStore | None = None
 
     def __repr__(self) -> str:
         return (f"LatentWorkerPlugin(store_url={self.store_url!r}, cache_bytes={self.cache_bytes}, "
-                f"model={self.model!r}, device={self.device!r})")
+                f"model={self.model!r}, device={self.device!r}, mode={self.mode!r})")
 
     # ------------------------------------------------------------------------------------------ lifecycle
     def setup(self, worker: Worker) -> None:
-        from latentzarr.cache import DualFormatCache
+        from latentzarr.cache import DualFormatCache, LRUImageCache
         from latentzarr.store import LatentStore
 
         if self.torch_threads:
@@ -157,18 +190,25 @@ class LatentWorkerPlugin(WorkerPlugin):
         except StoreUnavailableError:  # the store is down: open it at the first read instead
             self._store = None
         self._followed = self._store.version if self._store is not None else -1  # see follow_moves
-        self.cache: DualFormatCache = DualFormatCache(max(self.cache_bytes, 1), **self.cache_options)
+        if self.mode == "imgstore":
+            self.cache: DualFormatCache = LRUImageCache(max(self.cache_bytes, 1), **self.cache_options)
+        else:
+            self.cache = DualFormatCache(max(self.cache_bytes, 1), **self.cache_options)
+        self._images = None  # the image store, opened at first use
+        self._latency = None if self.get_latency is None else self.get_latency.with_stream(str(worker.name))
         self._models: dict[str, LatentAutoencoder] = {}
         self._batchers: dict[str, DecodeBatcher] = {}
         self._mutex = threading.Lock()
         self.counters = dict.fromkeys(
-            ("reads", "decodes", "store_fetches", "spilled", "writebacks", "owner_unreachable", "sheds",
-             "invalidated", "resized"), 0)
+            ("reads", "decodes", "store_fetches", "image_fetches", "spilled", "writebacks", "owner_unreachable",
+             "sheds", "invalidated", "resized", "warmup_requests"), 0)
+        self._get_ms = 0.0  # total modelled GET latency (ms) given so far
         worker.handlers.update({
             "latentzarr_image": self._h_image,
             "latentzarr_latent": self._h_latent,
             "latentzarr_admit": self._h_admit,
             "latentzarr_stats": self._h_stats,
+            "latentzarr_warm": self._h_warm,
         })
         from tornado.ioloop import PeriodicCallback
 
@@ -181,7 +221,8 @@ class LatentWorkerPlugin(WorkerPlugin):
             pc.start()
 
     def teardown(self, worker: Worker) -> None:
-        for name in ("latentzarr_image", "latentzarr_latent", "latentzarr_admit", "latentzarr_stats"):
+        for name in ("latentzarr_image", "latentzarr_latent", "latentzarr_admit", "latentzarr_stats",
+                     "latentzarr_warm"):
             worker.handlers.pop(name, None)
         for name in ("latentzarr-memory", "latentzarr-refresh"):
             pc = worker.periodic_callbacks.pop(name, None)
@@ -205,6 +246,9 @@ class LatentWorkerPlugin(WorkerPlugin):
 
     async def _h_stats(self) -> dict[str, Any]:
         return self.stats()
+
+    async def _h_warm(self, ids: list[str], latency_seed: int | None = None) -> dict[str, Any]:
+        return await asyncio.to_thread(self.warm, ids, latency_seed=latency_seed)
 
     @property
     def store(self) -> LatentStore:
@@ -297,7 +341,35 @@ class LatentWorkerPlugin(WorkerPlugin):
             self.store.refresh()  # committed after this worker opened the store?
             latent = self.store.get_encoded(image_id)
         self._count("store_fetches")
+        self._modelled_get(latent.nbytes, t0)
         return latent, (time.perf_counter() - t0) * 1000
+
+    def _modelled_get(self, nbytes: int, t0: float) -> None:
+        """Sleep what the GET latency model adds to a GET of ``nbytes`` that started at ``t0``."""
+        if self._latency is not None:
+            ms = self._latency.wait(nbytes, already_ms=(time.perf_counter() - t0) * 1000)
+            with self._mutex:
+                self._get_ms += ms
+
+    @property
+    def images(self) -> Any:
+        """The image store (:class:`~latentzarr.replay.ImageObjectStore`) of PNG objects, opened at first use."""
+        if self._images is None:
+            if not self.image_store:
+                raise LatentZarrError("Expected an image store for this worker. Got none; register the plugin with "
+                                      "image_store=... (a folder or URL of PNG objects).")
+            from latentzarr.replay.stores import ImageObjectStore
+
+            self._images = ImageObjectStore(self.image_store, self.image_storage_options)
+        return self._images
+
+    def fetch_image(self, image_id: str) -> tuple[bytes, float]:
+        """Read ``image_id``'s PNG object from the image store (one GET, modelled latency); (bytes, fetch ms)."""
+        t0 = time.perf_counter()
+        data = self.images.get(image_id)
+        self._count("image_fetches")
+        self._modelled_get(len(data), t0)
+        return data, (time.perf_counter() - t0) * 1000
 
     def render(self, image_id: str, rendition: Rendition, owner: str | None) -> bytes:
         """Serve one read that missed the owner's image tier: latent (cache or store) -> decode -> encode.
@@ -308,6 +380,8 @@ class LatentWorkerPlugin(WorkerPlugin):
         from latentzarr.models.images import Rendition, render_image
 
         self._count("reads")
+        if self.mode == "imgstore":
+            return self._render_stored(image_id, rendition, owner)
         here = self.worker.address
         remote = owner is not None and owner != here
         if remote:
@@ -348,6 +422,82 @@ class LatentWorkerPlugin(WorkerPlugin):
             if source is not None and source != key and self.cache.where(key) == "image":  # promoted just now
                 self._admit(image_id, source, render_image(pixels, Rendition()), None, None, None)
         return data
+
+    def _render_stored(self, image_id: str, rendition: Rendition, owner: str | None) -> bytes:
+        """``imgstore`` mode: the stored PNG object, no decode; admitted to the owner's LRU of PNG bytes."""
+        from latentzarr.models.images import Rendition
+
+        if rendition.token != Rendition().token:
+            raise LatentZarrError(f"Expected a full-size PNG read from an imgstore worker. Got {rendition.token!r} "
+                                  "instead; the image store holds PNGs only.")
+        key = cache_key(image_id, rendition)
+        remote = owner is not None and owner != self.worker.address
+        if remote:
+            self._count("spilled")
+        elif (cached := self.cache.peek_image(key)) is not None:
+            return cached
+        data, fetch_ms = self.fetch_image(image_id)
+        if remote:
+            self._owner_call(owner, "latentzarr_admit", image_id=image_id, key=key, image=to_serialize(data),
+                             fetch_ms=fetch_ms)
+        else:
+            self._admit(image_id, key, data, None, None, fetch_ms)
+        return data
+
+    def warm(self, ids: list[str], *, latency_seed: int | None = None) -> dict[str, Any]:
+        """Serve warm-up reads of full-size PNGs in bulk, in order, through this worker's cache; returns counts.
+
+        Each read takes the live path's cache steps (image-tier lookup, then latent-tier lookup, admission of the
+        fetched latent and of the picture, promotion, tuning), so the cache ends in the state the same reads
+        served one by one would leave, with real bytes: but nothing is slept or decoded. The picture admitted is
+        the id's PNG object from the image store (the same decoder's output, as ``build_image_store`` wrote it);
+        each object is read once per call. The tuner sees the decode time measured here once and fetch times
+        drawn from the GET latency model (stream ``latency_seed``), not slept. Counted in ``warmup_requests``.
+        """
+        from latentzarr.models.images import Rendition
+
+        png = Rendition.parse("png", None, None)
+        latents: dict[str, Any] = {}
+        pictures: dict[str, bytes] = {}
+        model = None if self._latency is None else self._latency.with_stream(str(self.worker.name),
+                                                                             seed=latency_seed)
+        decode_ms = self._measure_decode_ms(ids[0]) if ids and self.mode != "imgstore" else None
+
+        def fetch_ms(nbytes: int) -> float:
+            return model.draw(nbytes) if model is not None else 0.0
+
+        def picture(image_id: str) -> bytes:
+            if image_id not in pictures:
+                pictures[image_id] = self.images.get(image_id)
+            return pictures[image_id]
+
+        for image_id in ids:
+            key = cache_key(image_id, png)
+            if self.cache.get_image(key) is not None:
+                continue
+            if self.mode == "imgstore":
+                data = picture(image_id)
+                self._admit(image_id, key, data, None, None, fetch_ms(len(data)))
+                continue
+            latent = self.cache.get_latent(image_id)
+            fetched = latent is None
+            if fetched:
+                if image_id not in latents:
+                    latents[image_id] = self.store.get_encoded(image_id)
+                latent = latents[image_id]
+            self._admit(image_id, key, picture(image_id), latent if fetched else None, decode_ms,
+                        fetch_ms(latent.nbytes) if fetched else None)
+        self._count("warmup_requests", len(ids))
+        return {"requests": len(ids), "objects": len(set(ids)), "decode_ms": decode_ms}
+
+    def _measure_decode_ms(self, image_id: str) -> float:
+        """Decode time (ms) of one latent of ``image_id``'s kind on this worker (the decoder warmed first)."""
+        latent = unpack_latent(image_id, self.store.get_encoded(image_id))
+        batcher = self.batcher_for(image_id)
+        batcher.decode(latent)
+        t0 = time.perf_counter()
+        batcher.decode(latent)
+        return (time.perf_counter() - t0) * 1000
 
     def _admit(self, image_id: str, key: str | None, image: bytes | None, latent: Any,
                decode_ms: float | None, fetch_ms: float | None, *, remote: bool = False) -> bool:
@@ -393,8 +543,12 @@ class LatentWorkerPlugin(WorkerPlugin):
         out = self.cache.stats()
         with self._mutex:
             out.update(self.counters)
+            out["get_latency_ms"] = self._get_ms
+        out["mode"] = self.mode
         out["queue_depth"] = sum(b.queue_depth for b in self._batchers.values())
         out["decode_batches"] = sum(b.batches for b in self._batchers.values())
+        out["decode_wait_ms"] = sum(b.wait_ms for b in self._batchers.values())
+        out["decoded"] = sum(b.decoded for b in self._batchers.values())
         out["worker"] = self.worker.address if self.worker else None
         out["worker_name"] = str(self.worker.name) if self.worker else None
         return out

@@ -1,9 +1,10 @@
-"""End-to-end trace replay: five serving configurations, one store, one cache budget, injected store latency."""
+"""End-to-end trace replay through a Dask cluster: five serving configurations on the same workers, one store,
+one per-worker cache budget, one object-store GET latency model."""
 
 from __future__ import annotations
 
-from latentzarr.replay.driver import CONFIGS, OUTCOMES, format_table, map_window, plot_cdf, replay_trace
-from latentzarr.replay.latency import DISTRIBUTIONS, LatencyInjector, parse_latency
+from latentzarr.replay.driver import CONFIGS, NO_SPILL, PAPER_TABLE4, map_window, plugin_settings, replay_trace
+from latentzarr.replay.report import format_table, plot_cdf
 from latentzarr.replay.stores import (
     ImageObjectStore,
     build_image_store,
@@ -11,20 +12,23 @@ from latentzarr.replay.stores import (
     disk_bytes,
     image_store_path,
 )
+from latentzarr.store.latency import DEFAULT_GET_LATENCY, GetLatencyModel, parse_get_latency
 
 __all__ = [
     "CONFIGS",
-    "DISTRIBUTIONS",
-    "OUTCOMES",
+    "DEFAULT_GET_LATENCY",
+    "NO_SPILL",
+    "PAPER_TABLE4",
+    "GetLatencyModel",
     "ImageObjectStore",
-    "LatencyInjector",
     "build_image_store",
     "build_replay_store",
     "disk_bytes",
     "format_table",
     "image_store_path",
     "map_window",
-    "parse_latency",
+    "parse_get_latency",
     "plot_cdf",
+    "plugin_settings",
     "replay_trace",
 ]

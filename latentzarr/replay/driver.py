@@ -1,62 +1,67 @@
-"""Replay a trace window against five serving configurations on one store, with injected store latency.
+"""Replay a trace window through a real Dask cluster, once per serving configuration, on the same workers.
 
-Configurations (same store backend, same total cache budget, same injected latency distribution and seed):
+Every configuration is a deployment of the same cluster: the worker plugin (:class:`~latentzarr.cluster.
+LatentWorkerPlugin`) is registered with that configuration's settings, reads go through
+:class:`~latentzarr.cluster.LatentClient` (owner fast path, then a read task), and the plugin's counters give the
+image-hit / latent-hit / miss split. There is no second serving path.
 
-==============  ============================================================================================
-``decode-all``  no cache: every read fetches the latent (injected latency) and decodes it
-``imgstore``    PNG objects in the same backend, an LRU image cache (:class:`~latentzarr.cache.LRUImageCache`)
-                of PNG bytes; a miss fetches the PNG object (injected latency), no decode
-``image-only``  latent store, :meth:`DualFormatCache.image_only` (decoded PNGs cached)
-``latent-only`` latent store, :meth:`DualFormatCache.latent_only` (stored chunks cached; a hit decodes)
-``adaptive``    latent store, :class:`~latentzarr.cache.DualFormatCache` with the marginal-hit tuner
-==============  ============================================================================================
+==============  ===================================================================================================
+``decode-all``  ``mode="dual"``, ``cache_bytes=0``: every read GETs the latent and decodes it
+``imgstore``    ``mode="imgstore"``: a per-worker LRU of PNG bytes; a miss GETs the PNG object, no decode
+``image-only``  ``mode="dual"``, alpha = 1, not tuned (decoded PNGs cached)
+``latent-only`` ``mode="dual"``, alpha = 0, not tuned (compressed latents cached; a hit decodes)
+``adaptive``    ``mode="dual"``, the marginal-hit tuner moves alpha
+==============  ===================================================================================================
 
-The serving path of each configuration mirrors the worker plugin's (:meth:`LatentWorkerPlugin.render`): image
-tier, then latent tier, then the store; decodes go through one decoder at a time (one accelerator), and concurrent
-misses of one id coalesce into one fetch and decode. It runs in this process (threads), not through a Dask cluster:
-the figures measure caching, store latency and decode, without the scheduler's ~10 ms per task.
-
-Requests arrive open-loop at the trace's own times divided by a speed-up, at most ``in_flight`` at once; a
-request's latency runs from its scheduled arrival to its answer (queueing included).
+Same workers, same per-worker byte budget, same :class:`~latentzarr.store.latency.GetLatencyModel` (same seed) on
+every object GET. Before the window, the requests that precede it in the trace are served as a bulk warm-up on
+each owner (:meth:`LatentWorkerPlugin.warm`: the same cache steps, no sleeping, no decoding), so the window starts
+from caches holding real bytes and a tuned split. The window's requests then arrive open-loop at the trace's own
+times divided by a speed-up; a request's latency runs from its scheduled arrival to its bytes (queueing included).
 """
 
 from __future__ import annotations
 
-import contextlib
+import asyncio
 import os
-import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from collections.abc import Mapping, Sequence
+from typing import Any
+from urllib.parse import quote
 
 import numpy as np
 
-from latentzarr.errors import LatentZarrError, ObjectTooLargeError
-from latentzarr.replay.latency import LatencyInjector, parse_latency
+from latentzarr.errors import LatentZarrError
 from latentzarr.replay.stores import ImageObjectStore, disk_bytes, image_store_path
+from latentzarr.store.latency import DEFAULT_GET_LATENCY, GetLatencyModel, parse_get_latency
 
-if TYPE_CHECKING:
-    from latentzarr.store import EncodedLatent
-
-__all__ = ["CONFIGS", "OUTCOMES", "format_table", "map_window", "plot_cdf", "replay_trace"]
+__all__ = ["CONFIGS", "NO_SPILL", "PAPER_TABLE4", "map_window", "plugin_settings", "replay_trace"]
 
 CONFIGS: tuple[str, ...] = ("decode-all", "imgstore", "image-only", "latent-only", "adaptive")
 """The replayed configurations, in report order."""
+NO_SPILL = "adaptive-no-spill"
+"""Result name of the adaptive run pinned to owners (``spill="both"``)."""
+BUDGETS = ("total", "window")
+"""What ``cache_fraction`` is a fraction of: the store's whole PNG footprint (per worker), or the window's PNG
+working set (split over the workers)."""
 _WARMUP_SEED = 1_000_003
 """Offset of the warm-up's latency seed from the window's."""
-OUTCOMES: tuple[str, ...] = ("image_hit", "latent_hit", "miss", "coalesced")
-"""Per-request outcomes; their counts add up to the requests replayed. ``coalesced``: waited for a concurrent
-read of the same id (no fetch, no decode of its own)."""
+PAPER_TABLE4: dict[str, dict[str, float]] = {
+    "decode-all": {"mean_ms": 137.3, "p50_ms": 132.6, "p95_ms": 209.1, "p99_ms": 275.9, "miss": 1.0},
+    "imgstore": {"mean_ms": 49.4, "p50_ms": 14.1, "p95_ms": 198.7, "p99_ms": 276.9, "miss": 0.226},
+    "image-only": {"mean_ms": 58.0, "p50_ms": 15.6, "p95_ms": 213.9, "p99_ms": 285.3, "miss": 0.249},
+    "latent-only": {"mean_ms": 77.0, "p50_ms": 53.8, "p95_ms": 180.9, "p99_ms": 234.3, "miss": 0.065},
+    "adaptive": {"mean_ms": 41.2, "p50_ms": 15.8, "p95_ms": 178.5, "p99_ms": 227.3, "miss": 0.099},
+}
+"""LatentBox paper, Table 4 (ms; miss share), via shared/paper-figures.md: 3 H100 nodes, 2 GB cache per node."""
 
 
 def map_window(trace: Any, ids: Sequence[str], *, start: int = 0, requests: int = 1000) -> tuple[list[str], np.ndarray]:
     """Requests ``start .. start+requests`` of ``trace`` mapped onto the store's ``ids``; and their times (s).
 
-    Objects of the window are ranked by their request count in the window (most requested first, ties by first
+    Objects are ranked by their request count in these requests (most requested first, ties by first
     appearance); rank r reads ``ids[r % len(ids)]``, so the most popular objects get distinct ids and the long
-    tail folds onto them. Times are seconds from the window's first request.
+    tail folds onto them. Times are seconds from the first request.
     """
     if not ids:
         raise LatentZarrError("Expected a store with at least one id. Got an empty store; ingest images first.")
@@ -73,298 +78,296 @@ def map_window(trace: Any, ids: Sequence[str], *, start: int = 0, requests: int 
     return mapped, np.asarray(ts - ts.min(), dtype=float)
 
 
-class _Server:
-    """One configuration's serving path (thread-safe)."""
+def plugin_settings(config: str, cache_bytes: int, cache_options: Mapping[str, Any] | None = None
+                    ) -> dict[str, Any]:
+    """Worker-plugin keyword arguments (``mode``, ``cache_bytes``, ``cache_options``) of a configuration."""
+    opts = dict(cache_options or {})
+    if config == "decode-all":
+        return {"mode": "dual", "cache_bytes": 0, "cache_options": {}}
+    if config == "imgstore":
+        return {"mode": "imgstore", "cache_bytes": cache_bytes, "cache_options": {}}
+    if config == "image-only":
+        return {"mode": "dual", "cache_bytes": cache_bytes, "cache_options": {**opts, "alpha": 1.0,
+                                                                              "adaptive": False}}
+    if config == "latent-only":
+        return {"mode": "dual", "cache_bytes": cache_bytes, "cache_options": {**opts, "alpha": 0.0,
+                                                                              "adaptive": False}}
+    if config in ("adaptive", NO_SPILL):
+        return {"mode": "dual", "cache_bytes": cache_bytes, "cache_options": opts}
+    raise ValueError(f"Expected a configuration in {CONFIGS}. Got {config!r} instead.")
 
-    def __init__(self, config: str, *, cache_bytes: int, latent_read: Callable[[str], EncodedLatent],
-                 image_read: Callable[[str], bytes], decode: Callable[[np.ndarray], np.ndarray],
-                 cache_options: Mapping[str, Any]) -> None:
-        from latentzarr.cache import DualFormatCache, LRUImageCache
 
-        self.config = config
-        self.latent_read, self.image_read, self.decode = latent_read, image_read, decode
-        if config == "decode-all":
-            self.cache = None
-        elif config == "imgstore":
-            self.cache = LRUImageCache(cache_bytes)
-        elif config == "image-only":
-            self.cache = DualFormatCache.image_only(cache_bytes)
-        elif config == "latent-only":
-            self.cache = DualFormatCache.latent_only(cache_bytes)
-        elif config == "adaptive":
-            self.cache = DualFormatCache(cache_bytes, **cache_options)
-        else:
-            raise ValueError(f"Expected a configuration in {CONFIGS}. Got {config!r} instead.")
-        self._lock = threading.Lock()
-        self._inflight: dict[str, Future] = {}
-        self.counters = {"store_reads": 0, "decodes": 0}
-        self.decode_ms_total = 0.0
+def _prepare_worker(dask_worker: Any, ids: list[str]) -> int:
+    """Load each array's decoder and start its batcher (one id per array), so that no read pays for it."""
+    plugin = dask_worker.plugins["latentzarr"]
+    if plugin.mode == "imgstore":
+        return 0
+    for image_id in ids:
+        latent = plugin.store.get_one(image_id)
+        plugin.batcher_for(image_id).decode(np.zeros_like(latent))
+    return len(ids)
 
-    def reset_counters(self) -> None:
-        """Zero the store-read and decode counters (after a warm-up); the cache keeps its contents and state."""
-        with self._lock:
-            self.counters = dict.fromkeys(self.counters, 0)
-            self.decode_ms_total = 0.0
 
-    def _count(self, name: str, decode_ms: float = 0.0) -> None:
-        with self._lock:
-            self.counters[name] += 1
-            self.decode_ms_total += decode_ms
+async def _window(address: str, spill: bool, ids: Sequence[str], arrivals: np.ndarray, in_flight: int
+                  ) -> tuple[np.ndarray, float, int]:
+    """Serve ``ids`` at ``arrivals`` (s from start) through an async LatentClient; latencies (ms), wall (s), and
+    the reads whose owner did not answer the fast path in time (they went to the task path uncounted there)."""
+    from distributed import Client
 
-    def read(self, image_id: str) -> str:
-        """Serve one read; returns its outcome (one of :data:`OUTCOMES`)."""
-        if self.cache is not None and self.cache.get_image(image_id) is not None:
-            return "image_hit"
-        with self._lock:
-            fut = self._inflight.get(image_id)
-            leader = fut is None
-            if leader:
-                fut = self._inflight[image_id] = Future()
-        if not leader:
-            fut.result()
-            return "coalesced"
-        try:
-            outcome = self._work(image_id)
-            fut.set_result(outcome)
-            return outcome
-        except BaseException as exc:
-            fut.set_exception(exc)
-            raise
-        finally:
-            with self._lock:
-                del self._inflight[image_id]
+    from latentzarr.cluster import LatentClient
 
-    def _work(self, image_id: str) -> str:
-        from latentzarr.models.images import encode_image
+    async with Client(address, asynchronous=True) as client:
+        alc = LatentClient(client, spill=spill)
+        await alc.owner(ids[0])  # the ring, before timing
+        lat = np.full(len(ids), np.nan)
+        gate = asyncio.Semaphore(in_flight)
 
-        cache = self.cache
-        if self.config == "imgstore":
-            t0 = time.perf_counter()
-            data = self.image_read(image_id)
-            self._count("store_reads")
-            cache.record_fetch_ms((time.perf_counter() - t0) * 1000)
-            self._admit(lambda: cache.offer_image(image_id, data, len(data)))
-            return "miss"
-        latent = cache.get_latent(image_id) if cache is not None else None
-        outcome = "miss" if latent is None else "latent_hit"
-        fetch_ms = None
-        if latent is None:
-            t0 = time.perf_counter()
-            latent = self.latent_read(image_id)
-            fetch_ms = (time.perf_counter() - t0) * 1000
-            self._count("store_reads")
+        async def one(n: int, due: float) -> None:
+            async with gate:
+                await alc.read(ids[n])
+            lat[n] = (time.perf_counter() - due) * 1000
+
         t0 = time.perf_counter()
-        pixels = self.decode(latent.decode())
-        decode_ms = (time.perf_counter() - t0) * 1000  # includes the wait for the decoder
-        self._count("decodes", decode_ms)
-        data = encode_image(pixels, "png")
-        if cache is not None:
-            cache.record_decode_ms(decode_ms)
-            if fetch_ms is not None:
-                cache.record_fetch_ms(fetch_ms)
-                self._admit(lambda: cache.put_latent(image_id, latent, latent.nbytes))
-            self._admit(lambda: cache.offer_image(image_id, data, len(data), latent_id=image_id))
-        return outcome
-
-    @staticmethod
-    def _admit(offer: Callable[[], bool]) -> None:
-        with contextlib.suppress(ObjectTooLargeError):  # larger than the whole budget: served uncached
-            offer()
-
-
-def _summary(lat_ms: np.ndarray) -> dict[str, float]:
-    p50, p95, p99 = np.percentile(lat_ms, [50, 95, 99])
-    return {"n": int(lat_ms.size), "mean_ms": float(lat_ms.mean()), "p50_ms": float(p50), "p95_ms": float(p95),
-            "p99_ms": float(p99), "max_ms": float(lat_ms.max())}
-
-
-def _warm(server: _Server, ids: Sequence[str], in_flight: int) -> None:
-    """Serve ``ids`` closed-loop (``in_flight`` at once, no pacing, nothing measured): fills the caches and
-    gives the adaptive tuner its first windows, as the requests before a window of a long trace would."""
-    with ThreadPoolExecutor(max_workers=in_flight) as pool:
-        for f in [pool.submit(server.read, i) for i in ids]:
-            f.result()
-
-
-def _run_one(server: _Server, ids: Sequence[str], arrivals: np.ndarray, in_flight: int) -> tuple[np.ndarray, list]:
-    lat = np.empty(len(ids))
-    outcomes: list[str] = [""] * len(ids)
-
-    def one(n: int, due: float) -> None:
-        outcomes[n] = server.read(ids[n])
-        lat[n] = (time.perf_counter() - due) * 1000
-
-    with ThreadPoolExecutor(max_workers=in_flight) as pool:
-        t_start = time.perf_counter()
-        futures = []
+        tasks = []
         for n, offset in enumerate(arrivals):
-            due = t_start + float(offset)
+            due = t0 + float(offset)
             delay = due - time.perf_counter()
             if delay > 0:
-                time.sleep(delay)
-            futures.append(pool.submit(one, n, due))
-        for f in futures:
-            f.result()  # re-raise a failed read
-    return lat, outcomes
+                await asyncio.sleep(delay)
+            tasks.append(asyncio.create_task(one(n, due)))
+        await asyncio.gather(*tasks)
+        wall = time.perf_counter() - t0
+    return lat, wall, alc.fast_path_fallbacks
 
 
-def replay_trace(store_url: str | os.PathLike[str], trace: Any, *, image_store: str | os.PathLike[str] | None = None,
-                 configs: Sequence[str] = CONFIGS, start: int | None = None, requests: int = 1000,
-                 warmup: int | None = None, speedup: float | None = None, rate: float | None = 20.0,
-                 in_flight: int = 16,
-                 latency: str | LatencyInjector = "uniform:100:200", cache_fraction: float = 0.5,
-                 cache_options: Mapping[str, Any] | None = None, seed: int = 0, model: str | None = None,
-                 torch_threads: int | None = 1, keep_latencies: bool = True) -> dict[str, Any]:
-    """Replay a trace window against each configuration of :data:`CONFIGS`; latency (ms) and hit split of each.
+def _totals(stats: Mapping[str, Any]) -> dict[str, float]:
+    keys = ("requests", "image_hits", "latent_hits", "misses", "decodes", "decoded", "decode_wait_ms",
+            "store_fetches", "image_fetches", "spilled", "writebacks", "get_latency_ms", "warmup_requests",
+            "image_bytes", "latent_bytes")
+    out = dict.fromkeys(keys, 0.0)
+    for st in stats["workers"].values():
+        for k in keys:
+            out[k] += float(st.get(k, 0) or 0)
+    out["alpha_mean"] = float(np.mean([st.get("alpha", 1.0) for st in stats["workers"].values()]))
+    return out
+
+
+def _png_sizes(images: ImageObjectStore, ids: Sequence[str]) -> dict[str, int]:
+    """PNG object size (bytes) of every id, from one listing."""
+    listing = images.fs.find(images.root, detail=True)
+    by_name = {path.rsplit("/", 1)[-1]: int(info.get("size", 0)) for path, info in listing.items()}
+    missing = [i for i in ids if quote(i, safe="") + ".png" not in by_name]
+    if missing:
+        raise LatentZarrError(f"Expected a PNG object for every id in the image store {images.url!r}. Got "
+                              f"{len(missing)} missing (e.g. {missing[0]!r}); rebuild it with build_image_store.")
+    return {i: by_name[quote(i, safe="") + ".png"] for i in ids}
+
+
+def replay_trace(store_url: str | os.PathLike[str], trace: Any, *, image_store: str | None = None,
+                 storage_options: Mapping[str, Any] | None = None, configs: Sequence[str] = CONFIGS,
+                 start: int | None = None, requests: int = 1000, warmup: int | None = None,
+                 speedup: float | None = None, rate: float | None = 20.0, in_flight: int = 256,
+                 latency: str | GetLatencyModel = DEFAULT_GET_LATENCY, cache_fraction: float = 0.01,
+                 budget_of: str = "total", cache_options: Mapping[str, Any] | None = None, seed: int = 0,
+                 model: str | None = None, workers: int = 2, scheduler: str | None = None,
+                 threads_per_worker: int = 4, torch_threads: int = 1, spill: str = "on",
+                 keep_latencies: bool = True, log: Any = None) -> dict[str, Any]:
+    """Replay a trace window through a Dask cluster in each configuration; latency (ms) and hit split of each.
 
     Parameters
     ----------
-    store_url
-        The :class:`~latentzarr.store.LatentStore` (local path or URL).
+    store_url, storage_options
+        The :class:`~latentzarr.store.LatentStore` (local path or URL) and its fsspec options; every worker
+        opens it.
     trace
         A :class:`~latentzarr.traces.Trace` (``synth_trace``, ``read_trace``...).
     image_store
-        Folder of the PNG objects (default :func:`~latentzarr.replay.stores.image_store_path`); build it with
-        :func:`~latentzarr.replay.build_image_store`.
+        Folder or URL of the PNG objects (default :func:`~latentzarr.replay.stores.image_store_path`), with
+        the same ``storage_options``; build it with :func:`~latentzarr.replay.build_image_store`.
     configs
         Configurations to replay, a subset of :data:`CONFIGS`.
     start, requests
-        The window: requests ``start .. start+requests`` of the trace (see :func:`map_window`); ``start`` None
-        takes the last ``requests`` requests (a synthetic trace's early requests touch only the first-born objects).
+        The window: requests ``start .. start+requests`` (``start`` None: the last ``requests``).
     warmup
-        Requests of the trace just before the window (default: ``requests``, as many as the trace has) that every
-        configuration serves first, closed-loop and unmeasured, with latencies drawn from another seed: the
-        measured window then starts from warm caches and a tuned split, as a window of a long trace does. The
-        objects of warm-up and window are mapped onto ids together (:func:`map_window`). 0: cold start.
+        Requests just before the window served first as a bulk warm-up (default and most: all of them; 0: cold).
     speedup, rate
-        Arrival times are the trace's divided by ``speedup``; when ``speedup`` is None it is chosen so that the
-        window arrives at ``rate`` requests/s on average; both None: all requests due at once (closed loop of
-        ``in_flight``).
+        Arrival times are the trace's divided by ``speedup``; when None it is chosen so that the window arrives at
+        ``rate`` requests/s on average; both None: all due at once.
     in_flight
-        Most requests served at once (threads).
+        Most reads outstanding at once (the front end's limit).
     latency
-        Store latency injected before every object read (:func:`~latentzarr.replay.parse_latency` text or an
-        injector); every configuration starts from the same seed.
-    cache_fraction
-        Total cache budget of every cached configuration as a fraction of the window's working set (bytes of the
-        PNGs of the distinct ids it reads).
+        Object-store GET latency model (:func:`~latentzarr.store.latency.parse_get_latency` text or a model);
+        the same ``seed`` in every configuration.
+    cache_fraction, budget_of
+        Per-worker cache budget: ``cache_fraction`` x the store's whole PNG footprint (``"total"``), or
+        ``cache_fraction`` x the window's PNG working set / workers (``"window"``).
     cache_options
-        Keyword arguments of the adaptive :class:`~latentzarr.cache.DualFormatCache` (default: a tuning window of
-        ``requests // 25`` requests, step 0.05).
-    seed
-        Seed of the latency generator.
+        Keyword arguments of the adaptive cache (default: a tuning window of 1/40 of a worker's share of the
+        warm-up and window, step 0.02).
     model
         Decoder (default: the one recorded in the store).
-    torch_threads
-        ``torch.set_num_threads`` during the replay (restored afterwards); None leaves it.
+    workers, scheduler, threads_per_worker, torch_threads
+        A local cluster of ``workers`` processes (``threads_per_worker`` task threads, one decoder each with
+        ``torch_threads`` threads), or the cluster at ``scheduler`` (its workers as they are).
+    spill
+        ``"on"`` (reads may run off their owner), ``"off"`` (pinned to owners) or ``"both"`` (``"on"``, plus the
+        adaptive configuration again pinned, as :data:`NO_SPILL`).
     keep_latencies
         Put every request's latency (ms) per configuration in the result (``latencies_ms``), for CDF plots.
+    log
+        Called with progress lines (str), or None.
 
     Returns
     -------
     dict
-        JSON-ready: ``configs`` (per configuration ``mean_ms``, ``p50_ms``, ``p95_ms``, ``p99_ms``, ``image_hit``,
-        ``latent_hit``, ``miss``, ``coalesced`` (counts), ``persistent_bytes``, ``cache_bytes``, store reads,
-        decodes, ``decode_ms_mean`` (decoder wait plus decode), injected latency), ``bar``, ``window``,
-        ``settings``, ``machine``.
+        JSON-ready: ``results`` per configuration (``mean_ms``, ``p50_ms``, ``p95_ms``, ``p99_ms``, ``image_hit``,
+        ``latent_hit``, ``miss``, ``coalesced`` (shares of the window's requests), ``decode_share``,
+        ``decode_queue_ms``, ``persistent_bytes``, ...), ``through_cluster``, ``workers``, ``cache_fraction``,
+        ``budget_of``, ``latency_model``, ``decode_over_get``, ``paper``, ``bar``, ``window``, ``settings``,
+        ``machine``.
     """
-    import torch
+    from distributed import Client
 
-    from latentzarr.bench._common import machine_info
-    from latentzarr.models import load_model
+    from latentzarr.bench._common import machine_info, summarize
+    from latentzarr.cluster import LatentClient, LatentWorkerPlugin
+    from latentzarr.cluster.local import local_cluster
+    from latentzarr.cluster.plugin import PLUGIN_NAME
     from latentzarr.store import LatentStore
 
+    say = log or (lambda _line: None)
+    configs = list(configs)
     unknown = [c for c in configs if c not in CONFIGS]
     if unknown or not configs:
-        raise ValueError(f"Expected configurations among {CONFIGS}. Got {list(configs)!r} instead.")
-    if in_flight < 1 or not cache_fraction > 0:
-        raise ValueError(f"Expected in_flight >= 1 and cache_fraction > 0. Got {in_flight!r}, {cache_fraction!r} "
-                         "instead.")
-    injector = latency if isinstance(latency, LatencyInjector) else parse_latency(latency, seed)
-    store = LatentStore.open(store_url)
-    images = ImageObjectStore(image_store if image_store is not None else image_store_path(store_url))
-    if start is None:
-        start = max(0, len(trace) - requests)
+        raise ValueError(f"Expected configurations among {CONFIGS}. Got {configs!r} instead.")
+    if budget_of not in BUDGETS:
+        raise ValueError(f"Expected budget_of in {BUDGETS}. Got {budget_of!r} instead.")
+    if spill not in ("on", "off", "both"):
+        raise ValueError(f"Expected spill 'on', 'off' or 'both'. Got {spill!r} instead.")
+    if in_flight < 1 or not cache_fraction > 0 or workers < 1:
+        raise ValueError(f"Expected in_flight >= 1, cache_fraction > 0 and workers >= 1. Got {in_flight!r}, "
+                         f"{cache_fraction!r}, {workers!r} instead.")
     if warmup is not None and warmup < 0:
         raise ValueError(f"Expected warmup >= 0 requests. Got {warmup!r} instead.")
-    warm_n = min(start, requests if warmup is None else warmup)
-    mapped, times = map_window(trace, store.ids(), start=start - warm_n, requests=requests + warm_n)
-    warm_ids, ids, arrivals = mapped[:warm_n], mapped[warm_n:], times[warm_n:] - times[warm_n:].min()
+    get_model = latency if isinstance(latency, GetLatencyModel) else parse_get_latency(latency, seed)
+    so = dict(storage_options or {})
+    store = LatentStore.open(store_url, storage_options=so)
+    images = ImageObjectStore(image_store if image_store is not None else image_store_path(store_url), so)
+    all_ids = store.ids()
+    if start is None:
+        start = max(0, len(trace) - requests)
+    warm_n = min(start, start if warmup is None else warmup)
+    mapped, times = map_window(trace, all_ids, start=start - warm_n, requests=requests + warm_n)
+    warm_ids, ids = mapped[:warm_n], mapped[warm_n:]
+    arrivals = times[warm_n:] - times[warm_n:].min()
     span = float(arrivals.max()) if len(arrivals) else 0.0
     if speedup is None and rate is not None and span > 0:
         speedup = rate * span / len(ids)
     arrivals = arrivals / speedup if speedup else np.zeros(len(ids))
+    sizes = _png_sizes(images, all_ids)
     distinct = sorted(set(ids))
-    working_set = sum(len(images.get(i)) for i in distinct)
-    cache_bytes = max(1, int(cache_fraction * working_set))
-    opts = {"window": max(10, len(ids) // 25), "step": 0.05, **dict(cache_options or {})}
-    persistent = {"latent": disk_bytes(store_url) if Path(str(store_url)).exists() else None,
-                  "imgstore": images.nbytes()}
+    footprint = sum(sizes.values())
+    working_set = sum(sizes[i] for i in distinct)
 
-    name = model or store.record(distinct[0])["model"]
-    decoder = load_model(name, device="cpu")
-    decode_lock = threading.Lock()
-
-    def decode(latent: np.ndarray) -> np.ndarray:
-        with decode_lock:  # one decoder, as one accelerator per worker
-            return decoder.decode(latent[None], batch_size=1)[0]
-
-    old_threads = torch.get_num_threads()
-    if torch_threads:
-        torch.set_num_threads(torch_threads)
+    if scheduler is None:
+        say(f"starting a local cluster of {workers} worker processes")
+        per_worker_guess = int(cache_fraction * (footprint if budget_of == "total" else working_set / workers))
+        cluster = local_cluster(n_workers=workers, threads_per_worker=threads_per_worker,
+                                cache_bytes=per_worker_guess, gpu=None)
+        client = Client(cluster)
+    else:
+        cluster, client = None, Client(scheduler)
+    runs: list[tuple[str, str, bool]] = [(c, c, spill != "off") for c in configs]
+    if spill == "both" and "adaptive" in configs:
+        runs.append((NO_SPILL, "adaptive", False))
     out: dict[str, Any] = {}
     lats: dict[str, list[float]] = {}
     try:
-        decode(store.get_one(distinct[0]))  # warm the decoder outside the timed runs
-        gate: list[LatencyInjector] = [injector]  # the injector every object read waits on now
-
-        def delayed(read: Callable[[str], Any]) -> Callable[[str], Any]:
-            def call(image_id: str) -> Any:
-                gate[0].wait()
-                return read(image_id)
-            return call
-
-        for config in configs:
-            gate[0] = injector.fresh(seed + _WARMUP_SEED)  # warm-up draws, then the window's (same in every config)
-            server = _Server(config, cache_bytes=cache_bytes, latent_read=delayed(store.get_encoded),
-                             image_read=delayed(images.get), decode=decode, cache_options=opts)
-            if warm_ids:
-                _warm(server, warm_ids, in_flight)
-                server.reset_counters()
-            inj = gate[0] = injector.fresh()
+        n_workers = len(client.scheduler_info(n_workers=-1)["workers"])
+        cache_bytes = max(1, int(cache_fraction * (footprint if budget_of == "total" else working_set / n_workers)))
+        opts = {"window": max(50, (warm_n + len(ids)) // (40 * n_workers)), "step": 0.02, **dict(cache_options or {})}
+        per_array = list({store.record(i)["array"]: i for i in distinct}.values())
+        persistent = {"latent": disk_bytes(store.url, so), "imgstore": images.nbytes()}
+        registered = False
+        decode_samples: list[float] = []
+        for name, config, spill_on in runs:
+            settings = plugin_settings(config, cache_bytes, opts)
+            if registered:
+                client.unregister_worker_plugin(PLUGIN_NAME)
+            client.register_plugin(LatentWorkerPlugin(
+                str(store_url), storage_options=so, model=model, torch_threads=torch_threads, shed_at=False,
+                image_store=images.url, image_storage_options=so, get_latency=get_model, **settings))
+            registered = True
+            lc = LatentClient(client, spill=spill_on)
+            client.run(_prepare_worker, ids=per_array)
             t0 = time.perf_counter()
-            lat, outcomes = _run_one(server, ids, arrivals, in_flight)
-            wall = time.perf_counter() - t0
-            row: dict[str, Any] = _summary(lat)
-            row.update({o: outcomes.count(o) for o in OUTCOMES})
-            row.update(server.counters)
-            row["persistent_bytes"] = persistent["imgstore" if config == "imgstore" else "latent"]
-            row["cache_bytes"] = 0 if server.cache is None else cache_bytes
-            row["decode_ms_mean"] = server.decode_ms_total / row["decodes"] if row["decodes"] else 0.0
-            row["injected_reads"] = inj.reads
-            row["injected_ms_mean"] = inj.injected_ms / inj.reads if inj.reads else 0.0
-            row["wall_s"] = wall
-            if server.cache is not None:
-                st = server.cache.stats()
-                row["alpha_final"] = float(st.get("alpha", 1.0))
-            out[config] = row
-            lats[config] = lat.tolist()
+            if warm_ids:
+                for answer in lc.warm(warm_ids, latency_seed=seed + _WARMUP_SEED).values():
+                    if answer.get("decode_ms"):
+                        decode_samples.append(float(answer["decode_ms"]))
+            warm_s = time.perf_counter() - t0
+            before = _totals(lc.stats())
+            lat, wall, fallbacks = asyncio.run(_window(client.scheduler.address, spill_on, ids, arrivals,
+                                                       in_flight))
+            after = _totals(lc.stats())
+            d = {k: after[k] - before[k] for k in before}
+            n = len(ids)
+            img = d["image_hits"]
+            latent_hits = d["latent_hits"] if config != "imgstore" else 0.0
+            miss = d["image_fetches"] if config == "imgstore" else d["misses"]
+            row: dict[str, Any] = summarize(lat, wall)
+            row.update({
+                "image_hit": img / n, "latent_hit": latent_hits / n, "miss": miss / n,
+                "coalesced": max(0.0, n - img - latent_hits - miss) / n,
+                "decode_share": d["decodes"] / n,
+                "decode_queue_ms": d["decode_wait_ms"] / d["decoded"] if d["decoded"] else 0.0,
+                "persistent_bytes": persistent["imgstore" if config == "imgstore" else "latent"],
+                "cache_bytes_per_worker": 0 if config == "decode-all" else cache_bytes,
+                "cached_bytes_end": after["image_bytes"] + after["latent_bytes"] if config != "decode-all" else 0,
+                "requests_counted": d["requests"], "fast_path_fallbacks": fallbacks,
+                "store_gets": d["store_fetches"] + d["image_fetches"],
+                "get_latency_ms_mean": d["get_latency_ms"] / max(1.0, d["store_fetches"] + d["image_fetches"]),
+                "spilled": d["spilled"], "writebacks": d["writebacks"], "spill": spill_on,
+                "alpha_end": after["alpha_mean"], "warmup_requests": after["warmup_requests"],
+                "warmup_s": warm_s,
+            })
+            out[name] = row
+            lats[name] = lat.tolist()
+            say(f"{name:<18} mean {row['mean_ms']:7.1f}  p99 {row['p99_ms']:7.1f} ms  image {row['image_hit']:.2f} "
+                f"latent {row['latent_hit']:.2f} miss {row['miss']:.2f}  (warm-up {warm_s:.0f} s, window {wall:.0f} s)")
+        decode_ms = float(np.median(decode_samples)) if decode_samples else _decode_ms(client)
     finally:
-        torch.set_num_threads(old_threads)
+        client.close()
+        if cluster is not None:
+            cluster.close()
+    mean_latent = float(np.mean([store.encoded_size(i) for i in distinct[:200]]))
+    get_ms = get_model.mean_ms(int(mean_latent))
     result: dict[str, Any] = {
         "bench": "replay",
-        "store": str(store_url),
-        "image_store": str(images.path),
-        "configs": out,
-        "window": {"start": start, "requests": len(ids), "warmup": warm_n, "distinct_ids": len(distinct),
-                   "store_ids": len(store),
-                   "trace_seconds": span, "speedup": speedup, "arrival_rate_per_s":
-                       len(ids) / (span / speedup) if speedup and span > 0 else None,
-                   "working_set_bytes": working_set},
-        "settings": {"in_flight": in_flight, "latency": injector.spec, "seed": seed, "cache_fraction": cache_fraction,
-                     "cache_bytes": cache_bytes, "cache_options": opts, "model": name,
-                     "torch_threads": torch_threads, "trace_meta": _jsonable(getattr(trace, "meta", {}))},
+        "results": out,
+        # every read reached a worker plugin: its owner's image-tier lookup counted it, or the lookup timed out
+        # under load and the read went to the plugin's task path
+        "through_cluster": bool(out) and all(
+            r["requests_counted"] <= len(ids) <= r["requests_counted"] + r["fast_path_fallbacks"]
+            for r in out.values()),
+        "workers": n_workers,
+        "cache_fraction": cache_fraction,
+        "budget_of": budget_of,
+        "cache_bytes_per_worker": cache_bytes,
+        "latency_model": get_model.describe(),
+        "decode_over_get": (decode_ms / get_ms) if decode_ms and get_ms else None,
+        "decode_ms": decode_ms,
+        "get_ms_mean_latent": get_ms,
+        "paper": PAPER_TABLE4,
         "bar": _bar(out),
+        "store": str(store_url),
+        "image_store": images.url,
+        "window": {"start": start, "requests": len(ids), "warmup": warm_n, "distinct_ids": len(distinct),
+                   "store_ids": len(all_ids), "trace_seconds": span, "speedup": speedup,
+                   "arrival_rate_per_s": len(ids) / (span / speedup) if speedup and span > 0 else None,
+                   "working_set_bytes": working_set, "png_footprint_bytes": footprint},
+        "settings": {"in_flight": in_flight, "seed": seed, "cache_options": opts, "model": model,
+                     "threads_per_worker": threads_per_worker, "torch_threads": torch_threads, "spill": spill,
+                     "scheduler": scheduler, "trace_meta": _jsonable(getattr(trace, "meta", {}))},
         "machine": machine_info(),
     }
     if keep_latencies:
@@ -372,62 +375,39 @@ def replay_trace(store_url: str | os.PathLike[str], trace: Any, *, image_store: 
     return result
 
 
+def _worker_decode_ms(dask_worker: Any) -> float | None:
+    plugin = dask_worker.plugins.get("latentzarr")
+    batchers = list(getattr(plugin, "_batchers", {}).values()) if plugin is not None else []
+    return plugin.cache.stats().get("decode_ms") if batchers else None
+
+
+def _decode_ms(client: Any) -> float | None:
+    """Mean of the workers' decode-time EWMAs (ms) after the last configuration that decodes."""
+    values = [v for v in client.run(_worker_decode_ms).values() if v]
+    return float(np.mean(values)) if values else None
+
+
 def _jsonable(meta: Mapping[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in meta.items() if isinstance(v, str | int | float | bool | list | dict | type(None))}
 
 
 def _bar(out: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
-    """The issue's bar: adaptive beats ImgStore on mean and P99, with at most half its persistent bytes."""
+    """The issue's bar: adaptive beats ImgStore on mean and P99, with at most half its persistent bytes; and the
+    spillover bar when the no-spill run is there."""
+    bar: dict[str, Any] = {"checked": False}
     a, i = out.get("adaptive"), out.get("imgstore")
-    if a is None or i is None:
-        return {"checked": False}
-    half = a["persistent_bytes"] is not None and a["persistent_bytes"] <= 0.5 * i["persistent_bytes"]
-    return {"checked": True, "mean_lower": a["mean_ms"] < i["mean_ms"], "p99_lower": a["p99_ms"] < i["p99_ms"],
-            "bytes_at_most_half": bool(half),
-            "met": bool(a["mean_ms"] < i["mean_ms"] and a["p99_ms"] < i["p99_ms"] and half),
-            "mean_ratio_adaptive_over_imgstore": a["mean_ms"] / i["mean_ms"],
-            "p99_ratio_adaptive_over_imgstore": a["p99_ms"] / i["p99_ms"],
-            "bytes_ratio_latent_over_imgstore": (a["persistent_bytes"] / i["persistent_bytes"]
-                                                 if a["persistent_bytes"] is not None else None),
-            "published": {"adaptive_mean_ms": 41.2, "imgstore_mean_ms": 49.4, "adaptive_p99_ms": 227.0,
-                          "imgstore_p99_ms": 277.0}}
-
-
-def plot_cdf(result: Mapping[str, Any], path: str | os.PathLike[str]) -> Path:
-    """Write a latency CDF (one line per configuration, log-scale ms) of a :func:`replay_trace` result as PNG."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    lats = result.get("latencies_ms")
-    if not lats:
-        raise ValueError("Expected a replay result with latencies_ms. Got none; replay with keep_latencies=True.")
-    fig = Figure(figsize=(6.4, 4.2))
-    FigureCanvasAgg(fig)
-    ax = fig.add_subplot(1, 1, 1)
-    for name, values in lats.items():
-        a = np.sort(np.asarray(values))
-        ax.plot(a, np.arange(1, a.size + 1) / a.size, label=name)
-    ax.set_xscale("log")
-    ax.set_xlabel("read latency (ms)")
-    ax.set_ylabel("fraction of requests")
-    s = result.get("settings", {})
-    ax.set_title(f"Trace replay, {result['window']['requests']} requests, store latency {s.get('latency')}",
-                 fontsize=9)
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    out = Path(path)
-    fig.savefig(out, dpi=120)
-    return out
-
-
-def format_table(result: Mapping[str, Any]) -> str:
-    """A plain-text table of a :func:`replay_trace` result."""
-    head = f"{'config':<12}{'mean':>8}{'p50':>8}{'p95':>8}{'p99':>8}{'img':>6}{'lat':>6}{'miss':>6}{'coal':>6}" \
-           f"{'persist_B':>12}"
-    lines = [head]
-    for name, r in result["configs"].items():
-        lines.append(f"{name:<12}{r['mean_ms']:>8.1f}{r['p50_ms']:>8.1f}{r['p95_ms']:>8.1f}{r['p99_ms']:>8.1f}"
-                     f"{r['image_hit']:>6}{r['latent_hit']:>6}{r['miss']:>6}{r['coalesced']:>6}"
-                     f"{r['persistent_bytes'] if r['persistent_bytes'] is not None else '-':>12}")
-    return "\n".join(lines)
+    if a is not None and i is not None:
+        half = a["persistent_bytes"] <= 0.5 * i["persistent_bytes"]
+        bar = {"checked": True, "mean_lower": a["mean_ms"] < i["mean_ms"], "p99_lower": a["p99_ms"] < i["p99_ms"],
+               "bytes_at_most_half": bool(half),
+               "met": bool(a["mean_ms"] < i["mean_ms"] and a["p99_ms"] < i["p99_ms"] and half),
+               "mean_ratio_adaptive_over_imgstore": a["mean_ms"] / i["mean_ms"],
+               "p99_ratio_adaptive_over_imgstore": a["p99_ms"] / i["p99_ms"],
+               "bytes_ratio_latent_over_imgstore": a["persistent_bytes"] / i["persistent_bytes"]}
+    s = out.get(NO_SPILL)
+    if a is not None and s is not None:
+        served = (a["image_hit"] + a["latent_hit"]) - (s["image_hit"] + s["latent_hit"])
+        bar["spill"] = {"p99_reduction": 1 - a["p99_ms"] / s["p99_ms"],
+                        "mean_reduction": 1 - a["mean_ms"] / s["mean_ms"], "served_fraction_difference": served,
+                        "met": bool(1 - a["p99_ms"] / s["p99_ms"] >= 0.20 and abs(served) <= 0.02)}
+    return bar
