@@ -33,9 +33,12 @@ def test_missing_store_is_one_cli_line_and_creates_nothing(args: list[str], tmp_
     missing = tmp_path / "nowhere.zarr"
     proc = run(*[a.format(store=missing, tmp=tmp_path) for a in args])
     assert proc.returncode == 1, proc.stderr
-    assert proc.stderr.splitlines() == [
-        f"Error: Expected a latentzarr store at '{missing}'. Got no Zarr v3 group there instead. Create one with "
-        f"`latentzarr ingest-images DIR {missing}` (or check the path)."], proc.stderr
+    want = (f"Error: Expected a latentzarr store at '{missing}'. Got no Zarr v3 group there instead. Create one with "
+            f"`latentzarr ingest-images DIR {missing}`")
+    # replay can also build a store of sample crops: its line says how instead of "(or check the path)"
+    tail = ", or pass --objects N (or --quick) to build one from crops of the sample photos." \
+        if args[0] == "replay" else " (or check the path)."
+    assert proc.stderr.splitlines() == [want + tail], proc.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == []  # no store, no output folder, no image store
 
 

@@ -59,8 +59,9 @@ def run_replay(store: str | os.PathLike[str], trace: Any, *, image_store: str | 
     local = "://" not in url
     if local and not Path(url).exists():
         if not objects:
-            raise LatentZarrError(f"Expected a latent store at {url!r}. Got nothing there; pass --objects N to "
-                                  "build one (or --quick).")
+            raise LatentZarrError(f"Expected a latentzarr store at {url!r}. Got no Zarr v3 group there instead. "
+                                  f"Create one with `latentzarr ingest-images DIR {url}`, or pass --objects N (or "
+                                  "--quick) to build one from crops of the sample photos.")
         say(f"building {url}: {objects} pictures at {'/'.join(map(str, sizes))} px, {dtype} latents")
         with _torch_threads(build_threads):
             build_replay_store(url, n_images=objects, size=list(sizes), dtype=dtype)
