@@ -79,6 +79,9 @@ class LatentAutoencoder(abc.ABC):
         self.dtype = _parse_torch_dtype(dtype) if dtype is not None else default_dtype(self.device)
         self.batch_size = _check_batch_size(batch_size)
         self.channels_last = self.device.type == "cuda"
+        self.compiled: str | None = None
+        """``torch.compile`` mode of the decoder (``"default"``, ...) or None (eager); see :meth:`compile`."""
+        self._decode_fn: Any = None
 
     # ------------------------------------------------------------------ subclass hooks
     @abc.abstractmethod
@@ -116,7 +119,19 @@ class LatentAutoencoder(abc.ABC):
         if self.channels_last:
             z = z.contiguous(memory_format=torch.channels_last)
         with torch.inference_mode():
-            return self._decode_latents(z).clamp(0, 1)
+            return (self._decode_fn or self._decode_latents)(z).clamp(0, 1)
+
+    def compile(self, mode: str | None = None) -> LatentAutoencoder:
+        """Run later decodes through ``torch.compile`` (inductor, static shapes); returns ``self``.
+
+        The first decode of each new latent shape compiles (seconds to minutes; see BENCHMARKS.md for where it
+        pays back on CPU and GPU). Compiled kernels change float rounding, so ``compiled`` is part of the
+        :meth:`fingerprint`. ``mode`` is passed to ``torch.compile`` (``None``: its default;
+        ``"max-autotune-no-cudagraphs"`` tunes harder on GPU).
+        """
+        self._decode_fn = torch.compile(self._decode_latents, mode=mode, dynamic=False)
+        self.compiled = mode or "default"
+        return self
 
     # ------------------------------------------------------------------ numpy API
     def encode(self, images: np.ndarray, dtype: Any = np.float16, batch_size: int | None = None) -> np.ndarray:
@@ -195,14 +210,15 @@ class LatentAutoencoder(abc.ABC):
 
         Keys: ``model``, ``weights_sha256``, ``device`` (type and, on CUDA, the device name and capability),
         ``torch``, ``dtype`` (compute dtype), ``threads`` (``torch.get_num_threads()`` for CPU decodes; 0 on
-        CUDA), ``batch_size`` and ``channels_last``. Pass the ``batch_size`` given to :meth:`decode`
+        CUDA), ``batch_size`` and ``channels_last``, plus ``compiled`` (the ``torch.compile`` mode) when the
+        decoder is compiled. Pass the ``batch_size`` given to :meth:`decode`
         (``None``: the default :attr:`batch_size`), since the batch size changes results too.
         """
         device = self.device.type
         if self.device.type == "cuda":
             props = torch.cuda.get_device_properties(self.device)
             device = f"cuda:{props.name}:sm_{props.major}{props.minor}"
-        return {
+        out = {
             "model": self.name,
             "weights_sha256": self.weights_sha256(),
             "device": device,
@@ -212,6 +228,9 @@ class LatentAutoencoder(abc.ABC):
             "batch_size": self.batch_size if batch_size is None else _check_batch_size(batch_size),
             "channels_last": self.channels_last,
         }
+        if self.compiled:
+            out["compiled"] = self.compiled
+        return out
 
     def __repr__(self) -> str:
         return (
