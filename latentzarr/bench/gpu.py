@@ -408,8 +408,10 @@ def step_cluster(device: Any = "cuda", *, work_dir: str | os.PathLike[str], size
 
     ``image_hit``: :func:`~latentzarr.bench.serving.bench_serving` (its cluster p50/p99 and reads/s).
     ``latent_hit``: a second cluster whose caches never promote to the image tier, so every read after the first
-    is a latent hit (one decode each): p50/p99 with one read in flight, then ``decodes_per_s`` with ``in_flight``
-    concurrent reads (the worker micro-batches up to ``max_batch`` decodes). The cluster is a ``LocalCUDACluster``
+    is a latent hit (one decode each): p50/p99 with one read in flight, then ``under_load`` with ``in_flight``
+    concurrent reads (the worker micro-batches up to ``max_batch`` decodes): ``decodes_per_s`` is the timed
+    reads/s times the share of the reads sent that decoded (concurrent reads of one id coalesce).
+    The cluster is a ``LocalCUDACluster``
     (one worker per GPU) when ``device`` is CUDA, else a ``LocalCluster`` of 2 processes.
     """
     import asyncio
@@ -458,8 +460,10 @@ def step_cluster(device: Any = "cuda", *, work_dir: str | os.PathLike[str], size
     decodes = after.get("decodes", 0) - mid.get("decodes", 0)
     out["cluster_class"] = cluster_kind
     out["latent_hit"] = {**summarize(lat, wall), "decodes": mid.get("decodes", 0) - before.get("decodes", 0)}
-    out["under_load"] = {**conc, "in_flight": in_flight, "max_batch": max_batch, "decodes": decodes,
-                         "decodes_per_s": decodes / wall_load if wall_load > 0 else None}
+    sent = len(load) + min(in_flight, len(load))  # _async_reads opens its connections with in_flight reads first
+    out["under_load"] = {**conc, "in_flight": in_flight, "max_batch": max_batch, "reads_sent": sent,
+                         "decodes": decodes, "decodes_per_s": conc["reads_per_s"] * decodes / sent,
+                         "wall_s_with_client_start": wall_load}
     return out
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import abc
 import math
+import warnings
 from typing import Any
 
 import numpy as np
@@ -129,6 +130,11 @@ class LatentAutoencoder(abc.ABC):
         :meth:`fingerprint`. ``mode`` is passed to ``torch.compile`` (``None``: its default;
         ``"max-autotune-no-cudagraphs"`` tunes harder on GPU).
         """
+        with warnings.catch_warnings():
+            # inductor imports torch.utils.mkldnn, which warns that torch.jit.script_method is deprecated (torch
+            # 2.13; not ours): import it once here, quietly, so the first compiled decode does not warn
+            warnings.filterwarnings("ignore", message=".*torch.jit.script_method.*", category=DeprecationWarning)
+            import torch.utils.mkldnn
         self._decode_fn = torch.compile(self._decode_latents, mode=mode, dynamic=False)
         self.compiled = mode or "default"
         return self
