@@ -8,6 +8,8 @@ A GPU machine is lent for minutes, so one command measures everything and never 
   GPU memory one decoder takes. Models: ``taef2`` (trained weights from ``LATENTZARR_MODELS``) and ``vae16``,
   the full-size 16-channel diffusers ``AutoencoderKL`` of SD 3 / FLUX.1 built from its config in code with
   **random weights** (timing does not depend on weight values; nothing is downloaded);
+* ``compile`` -- ``torch.compile`` against eager taef2 decode, run in alternation: speed-up, compile cost,
+  decodes to break even (the CPU figures in BENCHMARKS.md come from ``--device cpu --steps compile``);
 * ``bitexact`` -- one latent decoded twice, at batch 1 vs inside a batch of 8, and on CPU vs this device:
   PSNR and the share of bit-exact pixel values;
 * ``cluster`` -- image-hit p50 (:func:`~latentzarr.bench.serving.bench_serving`), latent-hit p50 and decodes/s
@@ -52,6 +54,7 @@ __all__ = [
     "step_batch_zarr",
     "step_bitexact",
     "step_cluster",
+    "step_compile",
     "step_cudf",
     "step_decode",
     "step_facts",
@@ -334,6 +337,61 @@ def _decode_case(dev: Any, load: Callable[[Any, str], Any], cache: dict[str, Any
     return out
 
 
+def step_compile(device: Any = "cpu", *, model: str = "taef2", sizes: Sequence[int] = (64, 256, 512),
+                 batch: int = 1, runs: int = 10, deadline: float | None = None,
+                 vae_config: dict[str, Any] | None = None) -> dict[str, Any]:
+    """``torch.compile`` against eager decode on ``device``, measured in alternation (robust on a shared machine).
+
+    Per size: ``compile_s`` (first compiled call: the warm-up cost, paid once per latent shape and process),
+    ``eager`` and ``compiled`` latency summaries over ``runs`` runs taken in turn (eager, compiled, eager, ...),
+    ``speedup`` (median over the pairs of eager / compiled time: > 1 means compiled is faster),
+    ``break_even_decodes`` (decodes after which the compile time is paid back; None when compiled is not faster)
+    and ``psnr_db`` / ``max_abs_diff`` of the compiled output against eager. Sizes past ``deadline`` are skipped.
+    """
+    import torch
+
+    dev = torch.device(device)
+    load = _loader(model, vae_config)
+    eager_model = load(dev, None)
+    compiled_model = load(dev, None).compile()
+    out: dict[str, Any] = {"model": model, "device": str(dev), "dtype": str(eager_model.dtype).removeprefix("torch."),
+                           "threads": torch.get_num_threads() if dev.type == "cpu" else None, "batch": batch,
+                           "runs": runs, "sizes": {}}
+    for size in sizes:
+        if deadline is not None and time.monotonic() > deadline:
+            out["sizes"][str(size)] = {"status": "skipped", "reason": "time budget spent"}
+            continue
+        z = _latents(eager_model, batch, size)
+        ref = eager_model.decode_tensor(z)
+        _sync(dev)
+        t0 = time.perf_counter()
+        got = compiled_model.decode_tensor(z)
+        _sync(dev)
+        compile_s = time.perf_counter() - t0
+        a = (ref.float() * 255).round().to(torch.uint8).cpu().numpy()
+        b = (got.float() * 255).round().to(torch.uint8).cpu().numpy()
+        cmp = _compare(a, b)
+        eager_ms, comp_ms = [], []
+        for _ in range(runs):
+            for fn, sink in ((eager_model.decode_tensor, eager_ms), (compiled_model.decode_tensor, comp_ms)):
+                t0 = time.perf_counter()
+                fn(z)
+                _sync(dev)
+                sink.append((time.perf_counter() - t0) * 1000)
+        e, c = np.asarray(eager_ms), np.asarray(comp_ms)
+        speedup = float(np.median(e / c))
+        saved_ms = float(np.median(e - c))
+        out["sizes"][str(size)] = {
+            "status": "ok", "compile_s": compile_s,
+            "eager": {"p50_ms": float(np.median(e)), "p99_ms": float(np.percentile(e, 99)), "min_ms": float(e.min())},
+            "compiled": {"p50_ms": float(np.median(c)), "p99_ms": float(np.percentile(c, 99)),
+                         "min_ms": float(c.min())},
+            "speedup": speedup,
+            "break_even_decodes": math.ceil(compile_s * 1000 / saved_ms) if saved_ms > 0 else None,
+            "psnr_db": cmp["psnr_db"], "max_abs_diff": cmp["max_abs_diff"]}
+    return out
+
+
 def _weights_bytes(m: Any) -> int:
     """Bytes of the decoder's parameters (a TinyAutoencoder's ``decoder``, a diffusers VAE's ``vae.decoder``)."""
     module = m.vae.decoder if hasattr(m, "vae") and hasattr(m.vae, "decoder") else m.decoder
@@ -559,11 +617,13 @@ def bench_gpu(*, device: str | None = None, sizes: Sequence[int] = (512, 1024), 
 
     ``device=None`` uses ``cuda`` and returns ``{"status": "no_gpu", ...}`` at once (no figures) when torch sees
     no CUDA device; ``device="cpu"`` runs the same steps on CPU (for tests and smoke runs; the figures are CPU
-    figures and say so). ``steps`` picks a subset of ``facts``, ``decode``, ``bitexact``, ``cluster``,
-    ``batch_zarr``, ``cudf``. ``bar`` compares the ``vae16`` 1024 px batch-1 best p50 with :data:`VAE16_TARGET_MS`.
+    figures and say so). ``steps`` picks a subset of ``facts``, ``decode``, ``compile`` (compiled vs eager taef2 in
+    alternation, with the compile cost), ``bitexact``, ``cluster``, ``batch_zarr``, ``cudf``
+    (default: all but ``compile``, which ``decode`` covers on a GPU). ``bar`` compares the ``vae16`` 1024 px
+    batch-1 best p50 with :data:`VAE16_TARGET_MS`.
     """
-    all_steps = ("facts", "decode", "bitexact", "cluster", "batch_zarr", "cudf")
-    chosen = tuple(all_steps if steps is None else steps)
+    all_steps = ("facts", "decode", "compile", "bitexact", "cluster", "batch_zarr", "cudf")
+    chosen = tuple([s for s in all_steps if s != "compile"] if steps is None else steps)
     for s in chosen:
         if s not in all_steps:
             raise ValueError(f"Expected steps among {all_steps}. Got {s!r} instead.")
@@ -596,6 +656,9 @@ def bench_gpu(*, device: str | None = None, sizes: Sequence[int] = (512, 1024), 
                                                      modes=modes, runs=runs, vae_config=vae_config,
                                                      deadline_at=lambda: min(
                                                          deadline, time.monotonic() + decode_share * budget_s))))
+        if "compile" in chosen:
+            plan.append(("compile", _bind(step_compile, device, model="taef2", sizes=sizes, runs=min(runs, 20),
+                                          deadline_at=lambda: deadline)))
         if "bitexact" in chosen:
             plan.append(("bitexact", lambda: step_bitexact(device, size=min(sizes))))
         if "cluster" in chosen:

@@ -130,7 +130,7 @@ def _ints(text: str) -> tuple[int, ...]:
 @click.option("--modes", default=",".join(("fp32", "fp16", "bf16", "compile", "cuda_graph")), show_default=True,
               help="Decode modes.")
 @click.option("--steps", default="facts,decode,bitexact,cluster,batch_zarr,cudf", show_default=True,
-              help="Steps to run, in this order.")
+              help="Steps to run (also: compile, compiled vs eager taef2 in alternation, for CPU figures).")
 @click.option("--budget-s", type=click.FloatRange(10), default=420.0, show_default=True,
               help="Time budget (s); a measurement that would start later is recorded as skipped.")
 @click.option("--cluster-size", type=click.IntRange(8, 4096), default=512, show_default=True,

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from latentzarr.errors import InvalidLatentError
+from latentzarr.models.tiling import DEFAULT_TILING, Tiling, tiled_apply
 
 __all__ = ["LatentAutoencoder", "default_device", "default_dtype", "psnr"]
 
@@ -67,6 +68,11 @@ class LatentAutoencoder(abc.ABC):
         Compute dtype of the weights and activations.
     batch_size : int
         Images per forward pass when ``decode``/``encode`` get ``batch_size=None``; part of the fingerprint.
+    tiling : Tiling or None
+        Pictures above ``tiling.max_pixels`` are encoded and decoded in overlapping tiles, so memory stays bounded
+        (:mod:`latentzarr.models.tiling`; default :data:`~latentzarr.models.tiling.DEFAULT_TILING`; None: never).
+    compiled : str or None
+        The ``torch.compile`` mode after :meth:`compile`, else None (eager).
     """
 
     name: str
@@ -80,6 +86,9 @@ class LatentAutoencoder(abc.ABC):
         self.dtype = _parse_torch_dtype(dtype) if dtype is not None else default_dtype(self.device)
         self.batch_size = _check_batch_size(batch_size)
         self.channels_last = self.device.type == "cuda"
+        self.tiling: Tiling | None = DEFAULT_TILING
+        """When :meth:`encode` / :meth:`decode` cut large pictures into tiles (None: never; see
+        :mod:`latentzarr.models.tiling`)."""
         self.compiled: str | None = None
         """``torch.compile`` mode of the decoder (``"default"``, ...) or None (eager); see :meth:`compile`."""
         self._decode_fn: Any = None
@@ -167,11 +176,18 @@ class LatentAutoencoder(abc.ABC):
             raise ValueError(f"Expected a latent dtype in {_LATENT_DTYPES}. Got {out_dtype!r} instead.")
         step = _check_batch_size(batch_size) if batch_size is not None else self.batch_size
         parts = []
+        tiled = self._tiled(images.shape[1], images.shape[2])
         for start in range(0, len(images), step):
             x = _tensor(images[start : start + step]).to(self.device)
             x = x.permute(0, 3, 1, 2).to(self.dtype) / 255
-            z = self.encode_tensor(x).float().cpu().numpy()
-            parts.append(z)
+            if tiled is not None:
+                with torch.inference_mode():
+                    z = tiled_apply(x, self.encode_tensor, in_unit=self.downscale, out_unit=1, tile=tiled.tile,
+                                    overlap=tiled.overlap)
+            else:
+                z = self.encode_tensor(x)
+            parts.append(z.float().cpu().numpy())
+            del x, z
         out = np.concatenate(parts).astype(out_dtype) if parts else self._empty_latents(images, out_dtype)
         return out[0] if single else out
 
@@ -204,11 +220,22 @@ class LatentAutoencoder(abc.ABC):
         step = _check_batch_size(batch_size) if batch_size is not None else self.batch_size
         n, _, h, w = arr.shape
         out = np.empty((n, h * self.downscale, w * self.downscale, 3), dtype=np.uint8)
+        tiled = self._tiled(h * self.downscale, w * self.downscale)
         for start in range(0, n, step):
             z = _tensor(arr[start : start + step])
-            y = self.decode_tensor(z)
+            if tiled is not None:
+                with torch.inference_mode():
+                    y = tiled_apply(z.to(self.device), self.decode_tensor, in_unit=1, out_unit=self.downscale,
+                                    tile=tiled.tile, overlap=tiled.overlap)
+            else:
+                y = self.decode_tensor(z)
             out[start : start + step] = _to_uint8(y).cpu().numpy()
+            del y
         return out[0] if single else out
+
+    def _tiled(self, height_px: int, width_px: int) -> Tiling | None:
+        """The tiling to use for pictures of this size (None: whole)."""
+        return self.tiling if self.tiling is not None and self.tiling.applies(height_px, width_px) else None
 
     # ------------------------------------------------------------------ description
     def fingerprint(self, batch_size: int | None = None) -> dict[str, Any]:
@@ -217,7 +244,8 @@ class LatentAutoencoder(abc.ABC):
         Keys: ``model``, ``weights_sha256``, ``device`` (type and, on CUDA, the device name and capability),
         ``torch``, ``dtype`` (compute dtype), ``threads`` (``torch.get_num_threads()`` for CPU decodes; 0 on
         CUDA), ``batch_size`` and ``channels_last``, plus ``compiled`` (the ``torch.compile`` mode) when the
-        decoder is compiled. Pass the ``batch_size`` given to :meth:`decode`
+        decoder is compiled and ``tiling`` when :attr:`tiling` is not the default (it changes large pictures).
+        Pass the ``batch_size`` given to :meth:`decode`
         (``None``: the default :attr:`batch_size`), since the batch size changes results too.
         """
         device = self.device.type
@@ -236,6 +264,8 @@ class LatentAutoencoder(abc.ABC):
         }
         if self.compiled:
             out["compiled"] = self.compiled
+        if self.tiling != DEFAULT_TILING:
+            out["tiling"] = self.tiling.as_dict() if self.tiling is not None else None
         return out
 
     def __repr__(self) -> str:
