@@ -180,12 +180,7 @@ class LatentAutoencoder(abc.ABC):
         for start in range(0, len(images), step):
             x = _tensor(images[start : start + step]).to(self.device)
             x = x.permute(0, 3, 1, 2).to(self.dtype) / 255
-            if tiled is not None:
-                with torch.inference_mode():
-                    z = tiled_apply(x, self.encode_tensor, in_unit=self.downscale, out_unit=1, tile=tiled.tile,
-                                    overlap=tiled.overlap)
-            else:
-                z = self.encode_tensor(x)
+            z = self._tiled_call(self._encode_tiles, x, tiled) if tiled is not None else self.encode_tensor(x)
             parts.append(z.float().cpu().numpy())
             del x, z
         out = np.concatenate(parts).astype(out_dtype) if parts else self._empty_latents(images, out_dtype)
@@ -224,14 +219,29 @@ class LatentAutoencoder(abc.ABC):
         for start in range(0, n, step):
             z = _tensor(arr[start : start + step])
             if tiled is not None:
-                with torch.inference_mode():
-                    y = tiled_apply(z.to(self.device), self.decode_tensor, in_unit=1, out_unit=self.downscale,
-                                    tile=tiled.tile, overlap=tiled.overlap)
+                y = self._tiled_call(self._decode_tiles, z, tiled).clamp(0, 1)
             else:
                 y = self.decode_tensor(z)
             out[start : start + step] = _to_uint8(y).cpu().numpy()
             del y
         return out[0] if single else out
+
+    def _encode_tiles(self, x: torch.Tensor, tiling: Tiling) -> torch.Tensor:
+        """Tiled :meth:`_encode_pixels` (same contract); subclasses may tile only part of their network."""
+        return tiled_apply(x, self._encode_pixels, in_unit=self.downscale, out_unit=1, tile=tiling.tile,
+                           overlap=tiling.overlap)
+
+    def _decode_tiles(self, z: torch.Tensor, tiling: Tiling) -> torch.Tensor:
+        """Tiled :meth:`_decode_latents` (same contract); subclasses may tile only part of their network."""
+        return tiled_apply(z, self._decode_latents, in_unit=1, out_unit=self.downscale, tile=tiling.tile,
+                           overlap=tiling.overlap)
+
+    def _tiled_call(self, fn: Any, t: torch.Tensor, tiling: Tiling) -> torch.Tensor:
+        t = t.to(self.device, self.dtype)
+        if self.channels_last:
+            t = t.contiguous(memory_format=torch.channels_last)
+        with torch.inference_mode():
+            return fn(t, tiling)
 
     def _tiled(self, height_px: int, width_px: int) -> Tiling | None:
         """The tiling to use for pictures of this size (None: whole)."""
