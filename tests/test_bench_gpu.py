@@ -119,6 +119,7 @@ def test_batch_zarr_cluster_and_cudf_steps_on_cpu(models_dir, tmp_path):
                                                       / batch["decode_ceiling_images_per_s"])
     cluster = bg.step_cluster("cpu", work_dir=tmp_path, size=32, n_images=8, reads=16, in_flight=4)
     assert cluster["cluster_class"] == "LocalCluster" and cluster["workers"] == 2 and not cluster["gpu"]
+    assert cluster["cluster_fallback"] is None  # gpu=False on CPU: nothing fell back
     assert cluster["image_hit"]["cluster"]["n"] == 16
     assert cluster["latent_hit"]["n"] == 8 and cluster["latent_hit"]["decodes"] == 8  # every read decoded
     load = cluster["under_load"]
@@ -175,3 +176,24 @@ def test_cli_cpu_smoke_run_and_bad_options(tmp_path, models_dir):
     assert bad.exit_code != 0 and "Expected modes among" in bad.output
     bad = CliRunner().invoke(cli, ["bench", "gpu", "--json", str(out), "--sizes", "0,64"])
     assert bad.exit_code != 0 and "comma-separated positive integers" in bad.output
+
+
+def test_compile_step_structure_with_a_stand_in_compiler(monkeypatch, models_dir):
+    """The real inductor compile is covered by the slow test above; here torch.compile is stood in for."""
+    from latentzarr.models.autoencoder import LatentAutoencoder
+
+    def fake_compile(self, mode=None):
+        self._decode_fn = self._decode_latents
+        self.compiled = "stand-in"
+        return self
+
+    monkeypatch.setattr(LatentAutoencoder, "compile", fake_compile)
+    res = bg.step_compile("cpu", sizes=(16, 32), runs=3, deadline=None)
+    assert res["model"] == "taef2" and res["dtype"] == "float32" and res["runs"] == 3
+    for size in ("16", "32"):
+        s = res["sizes"][size]
+        assert s["status"] == "ok" and s["compile_s"] > 0 and s["max_abs_diff"] == 0 and s["psnr_db"] is None
+        assert s["speedup"] > 0 and min(s["eager"]["p50_ms"], s["compiled"]["p50_ms"]) > 0
+        assert s["break_even_decodes"] is None or s["break_even_decodes"] >= 1
+    late = bg.step_compile("cpu", sizes=(16,), runs=1, deadline=0.0)
+    assert late["sizes"]["16"] == {"status": "skipped", "reason": "time budget spent"}

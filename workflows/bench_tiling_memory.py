@@ -71,8 +71,7 @@ def main(argv: list[str] | None = None) -> dict:
         h, w, mode, out = args.child
         _child(int(h), int(w), mode, out, args.threads)
         return {}
-    from latentzarr.bench import machine_info
-    from latentzarr.models import DEFAULT_TILING, psnr
+    from latentzarr.models import psnr
 
     sizes = [_size(s) for s in args.sizes.split(",")]
     wh, ww = _size(args.whole_max)
@@ -81,8 +80,8 @@ def main(argv: list[str] | None = None) -> dict:
         for h, w in sizes:
             outs = {}
             for mode in ("tiled", "whole"):
-                if mode == "whole" and h * w > wh * ww:
-                    continue
+                if mode == "whole" and (h * w > wh * ww or not rows[-1].get("tiled", True)):
+                    continue  # too big to run whole, or the "tiled" run was whole already
                 out = os.path.join(tmp, f"{h}x{w}-{mode}.npy")
                 res = subprocess.run([sys.executable, __file__, "--threads", str(args.threads), "--child", str(h),
                                       str(w), mode, out], capture_output=True, text=True, check=False)
@@ -92,6 +91,7 @@ def main(argv: list[str] | None = None) -> dict:
                 row = {"height": h, "width": w, "mode": mode, **json.loads(res.stdout.strip().splitlines()[-1])}
                 rows.append(row)
                 outs[mode] = out
+                _write(args.json_out, rows)
                 print(f"{h:>5}x{w:<5} {mode:<6} tiled={row['tiled']!s:<5} peak RSS {row['peak_rss_bytes'] / 2**30:6.2f}"
                       f" GiB  encode {row['encode_s']:6.1f} s  decode {row['decode_s']:6.1f} s", flush=True)
             if len(outs) == 2 and rows[-2].get("tiled"):
@@ -102,10 +102,19 @@ def main(argv: list[str] | None = None) -> dict:
                 rows[-2]["vs_whole"] = cmp
                 print(f"{'':12} tiled vs whole: {cmp['psnr_db']:.2f} dB, max {cmp['max_abs_diff']} levels, "
                       f"{100 * cmp['within_1_share']:.2f}% within 1 level", flush=True)
+                _write(args.json_out, rows)
+    return _write(args.json_out, rows)
+
+
+def _write(path: str | None, rows: list[dict]) -> dict:
+    """The report so far (written after every row, so a long run that is stopped keeps what it measured)."""
+    from latentzarr.bench import machine_info
+    from latentzarr.models import DEFAULT_TILING
+
     doc = {"bench": "tiling_memory", "tiling": DEFAULT_TILING.as_dict(), "rows": rows, "machine": machine_info(),
            "note": "encode + decode of one picture per fresh process; peak RSS is ru_maxrss of that process"}
-    if args.json_out:
-        Path(args.json_out).write_text(json.dumps(doc, indent=1) + "\n")
+    if path:
+        Path(path).write_text(json.dumps(doc, indent=1) + "\n")
     return doc
 
 
