@@ -60,3 +60,25 @@ def taef2_latents_64(taef2) -> np.ndarray:
     from latentzarr.samples import sample_images
 
     return taef2.encode(np.stack(list(sample_images(64).values())), dtype=np.float16)
+
+
+def _cuda_reason() -> str | None:
+    """None when a CUDA GPU is usable, else why not (the skip reason of ``gpu``-marked tests)."""
+    try:
+        import torch
+    except ImportError:  # pragma: no cover
+        return "torch is not installed"
+    if not torch.cuda.is_available():
+        return f"needs a CUDA GPU: torch {torch.__version__} sees none (torch.version.cuda={torch.version.cuda})"
+    return None
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests marked ``gpu`` run the real CUDA paths when a GPU is present and are skipped, with the reason, if not."""
+    marked = [item for item in items if item.get_closest_marker("gpu")]
+    if not marked:
+        return
+    reason = _cuda_reason()
+    if reason:
+        for item in marked:
+            item.add_marker(pytest.mark.skip(reason=reason))

@@ -31,7 +31,7 @@ def _write(doc: dict, path: Path) -> None:
 
 @click.group("bench")
 def bench() -> None:
-    """Measure the serving path on a local cluster; every figure comes with its in-run baseline."""
+    """Measure the serving path and the GPU; every figure comes with its in-run baseline."""
 
 
 @bench.command("serving")
@@ -143,3 +143,63 @@ def scale(n_ids: int, json_out: Path, store_path: Path | None, writers: int, sin
                       lag_commits=lag_commits, verify=verify, workdir=workdir, progress=True)
     _write(doc, json_out)
     click.echo(format_table(doc))
+
+
+def _ints(text: str) -> tuple[int, ...]:
+    try:
+        values = tuple(int(x) for x in text.split(",") if x.strip())
+    except ValueError:
+        values = ()
+    if not values or min(values) < 1:
+        raise click.BadParameter(f"Expected comma-separated positive integers. Got {text!r} instead.")
+    return values
+
+
+@bench.command("gpu")
+@_json
+@click.option("--device", type=click.Choice(["cuda", "cpu"]), default=None,
+              help="Device [cuda; without a GPU the command stops at once and says so]. 'cpu' runs the same "
+                   "steps on CPU (a smoke run: the figures are CPU figures).")
+@click.option("--sizes", default="512,1024", show_default=True, help="Picture sides (px) for decode latency.")
+@click.option("--batches", default="1,8", show_default=True, help="Batch sizes for decode latency.")
+@click.option("--runs", type=click.IntRange(1), default=50, show_default=True, help="Timed runs per case.")
+@click.option("--models", default="vae16,taef2", show_default=True,
+              help="Decoders: vae16 (SD 3 / FLUX.1 AutoencoderKL config, random weights), taef2.")
+@click.option("--modes", default=",".join(("fp32", "fp16", "bf16", "compile", "cuda_graph")), show_default=True,
+              help="Decode modes.")
+@click.option("--steps", default="facts,decode,bitexact,cluster,batch_zarr,cudf", show_default=True,
+              help="Steps to run (also: compile, compiled vs eager taef2 in alternation, for CPU figures).")
+@click.option("--budget-s", type=click.FloatRange(10), default=420.0, show_default=True,
+              help="Time budget (s); a measurement that would start later is recorded as skipped.")
+@click.option("--cluster-size", type=click.IntRange(8, 4096), default=512, show_default=True,
+              help="Picture side (px) of the cluster and batch-decode steps.")
+@click.option("--trace-requests", type=click.IntRange(1000), default=2_000_000, show_default=True,
+              help="Requests of the generated trace of the cudf step.")
+@one_line_errors
+def gpu(json_out: Path, device: str | None, sizes: str, batches: str, runs: int, models: str, modes: str,
+        steps: str, budget_s: float, cluster_size: int, trace_requests: int) -> None:
+    """Every GPU figure in one run (decode latency by mode, bit-exactness, cluster, batch, cudf); each step's
+    failure is recorded and the rest still run. Exit status 3 when there is no GPU (nothing measured)."""
+    from latentzarr.bench.gpu import DECODE_MODES, bench_gpu, write_json
+
+    mode_list = tuple(m.strip() for m in modes.split(",") if m.strip())
+    bad = [m for m in mode_list if m not in DECODE_MODES]
+    if bad:
+        raise click.BadParameter(f"Expected modes among {DECODE_MODES}. Got {bad} instead.")
+    doc = bench_gpu(device=device, sizes=_ints(sizes), batches=_ints(batches), runs=runs,
+                    models=tuple(m.strip() for m in models.split(",") if m.strip()), modes=mode_list,
+                    steps=tuple(s.strip() for s in steps.split(",") if s.strip()), budget_s=budget_s,
+                    cluster_size=cluster_size, trace_requests=trace_requests,
+                    progress=lambda line: click.echo(line, err=True))
+    write_json(doc, json_out)
+    if doc["status"] == "no_gpu":
+        click.echo(f"No GPU: {doc['reason']}. Wrote {json_out} (status no_gpu, no figures).", err=True)
+        raise click.exceptions.Exit(3)
+    for name, rec in doc["steps"].items():
+        click.echo(f"{name:<14} {rec['status']:<8} {rec['seconds']:7.1f} s")
+    bar = doc["bar"]
+    if bar["vae16_1024_b1"]:
+        b = bar["vae16_1024_b1"]
+        click.echo(f"vae16 1024^2 batch 1: {b['p50_ms']:.1f} ms ({b['mode']}; target <= "
+                   f"{bar['vae16_1024_b1_target_ms']} ms): {'met' if bar['met'] else 'MISSED'}")
+    click.echo(f"status {doc['status']}; wrote {json_out}")

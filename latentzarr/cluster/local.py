@@ -48,7 +48,10 @@ def local_cluster(*, n_workers: int | None = None, threads_per_worker: int = 2,
                   gpu: bool | None = None, dashboard_address: str = ":0", **kwargs: Any):
     """A ``LocalCUDACluster`` (one worker per GPU, ``resources={"GPU": 1}``) or a ``LocalCluster`` of processes.
 
-    ``gpu=None`` picks CUDA when dask-cuda and a GPU are present, and falls back to CPU on any failure.
+    ``gpu=None`` picks CUDA when dask-cuda and a GPU are present, and falls back to CPU on any failure, logging
+    the reason (a warning on the ``latentzarr.cluster.local`` logger; the reason is also kept in the returned
+    cluster's ``latentzarr_fallback`` attribute, None when nothing fell back). ``gpu=True`` raises instead of
+    falling back (:class:`RuntimeError` when no GPU is visible); ``gpu=False`` never tries CUDA.
     ``memory_limit`` is the per-worker limit (bytes) *besides* the cache (default :data:`WORKER_BASE_MEMORY`).
     The dashboard (when bokeh is installed) takes a free port unless ``dashboard_address`` says otherwise.
 
@@ -59,19 +62,32 @@ def local_cluster(*, n_workers: int | None = None, threads_per_worker: int = 2,
     limit = (memory_limit or WORKER_BASE_MEMORY) + cache_bytes
     common = {"threads_per_worker": threads_per_worker, "memory_limit": limit,
               "dashboard_address": dashboard_address, **kwargs}
+    reason = None
     with dask.config.set(SERVING_CONFIG):
-        if gpu is not False and gpu_count():
+        gpus = gpu_count() if gpu is not False else 0
+        if gpu and not gpus:
+            raise RuntimeError("Expected a CUDA GPU for gpu=True. Got none visible to torch instead; pass gpu=None "
+                               "to fall back to CPU workers.")
+        if gpus:
             try:
                 from dask_cuda import LocalCUDACluster
-
-                return LocalCUDACluster(n_workers=n_workers, resources={"GPU": 1}, **common)
-            except Exception as exc:  # NVML missing, driver mismatch...
+            except ImportError as exc:
                 if gpu:
                     raise
-                log.warning("LocalCUDACluster failed (%s); falling back to a CPU LocalCluster", exc)
+                reason = f"dask-cuda is not installed ({exc}); pip install 'latentzarr[gpu]'"
+            else:
+                try:
+                    return LocalCUDACluster(n_workers=n_workers, resources={"GPU": 1}, **common)
+                except Exception as exc:  # NVML missing, driver mismatch...
+                    if gpu:
+                        raise
+                    reason = f"LocalCUDACluster failed: {type(exc).__name__}: {exc}"
+            log.warning("%s; falling back to a CPU LocalCluster", reason)
         from distributed import LocalCluster
 
-        return LocalCluster(n_workers=n_workers or 2, processes=True, **common)
+        cluster = LocalCluster(n_workers=n_workers or 2, processes=True, **common)
+        cluster.latentzarr_fallback = reason
+        return cluster
 
 
 def start_cluster(store_url: str, *, address: str | None = None, n_workers: int | None = None,

@@ -29,6 +29,8 @@ _LAZY: dict[str, str] = {
     "DIFFUSERS_PREFIX": "latentzarr.models.loading",
     "load_model": "latentzarr.models.loading",
     "TinyAutoencoder": "latentzarr.models.tiny",
+    "DEFAULT_TILING": "latentzarr.models.tiling",
+    "Tiling": "latentzarr.models.tiling",
     "ENV_VAR": "latentzarr.models.weights",
     "KNOWN_WEIGHTS": "latentzarr.models.weights",
     "ensure_weights": "latentzarr.models.weights",
@@ -56,5 +58,6 @@ if TYPE_CHECKING:  # pragma: no cover
         pixel_digest,
     )
     from latentzarr.models.loading import DIFFUSERS_PREFIX, load_model  # noqa: F401
+    from latentzarr.models.tiling import DEFAULT_TILING, Tiling  # noqa: F401
     from latentzarr.models.tiny import TinyAutoencoder  # noqa: F401
     from latentzarr.models.weights import ENV_VAR, KNOWN_WEIGHTS, ensure_weights, models_dir, sha256_file  # noqa: F401

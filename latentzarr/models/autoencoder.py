@@ -15,12 +15,14 @@ from __future__ import annotations
 
 import abc
 import math
+import warnings
 from typing import Any
 
 import numpy as np
 import torch
 
 from latentzarr.errors import InvalidLatentError
+from latentzarr.models.tiling import DEFAULT_TILING, Tiling, tiled_apply
 
 __all__ = ["LatentAutoencoder", "default_device", "default_dtype", "psnr"]
 
@@ -66,6 +68,11 @@ class LatentAutoencoder(abc.ABC):
         Compute dtype of the weights and activations.
     batch_size : int
         Images per forward pass when ``decode``/``encode`` get ``batch_size=None``; part of the fingerprint.
+    tiling : Tiling or None
+        Pictures above ``tiling.max_pixels`` are encoded and decoded in overlapping tiles, so memory stays bounded
+        (:mod:`latentzarr.models.tiling`; default :data:`~latentzarr.models.tiling.DEFAULT_TILING`; None: never).
+    compiled : str or None
+        The ``torch.compile`` mode after :meth:`compile`, else None (eager).
     """
 
     name: str
@@ -79,6 +86,12 @@ class LatentAutoencoder(abc.ABC):
         self.dtype = _parse_torch_dtype(dtype) if dtype is not None else default_dtype(self.device)
         self.batch_size = _check_batch_size(batch_size)
         self.channels_last = self.device.type == "cuda"
+        self.tiling: Tiling | None = DEFAULT_TILING
+        """When :meth:`encode` / :meth:`decode` cut large pictures into tiles (None: never; see
+        :mod:`latentzarr.models.tiling`)."""
+        self.compiled: str | None = None
+        """``torch.compile`` mode of the decoder (``"default"``, ...) or None (eager); see :meth:`compile`."""
+        self._decode_fn: Any = None
 
     # ------------------------------------------------------------------ subclass hooks
     @abc.abstractmethod
@@ -116,7 +129,24 @@ class LatentAutoencoder(abc.ABC):
         if self.channels_last:
             z = z.contiguous(memory_format=torch.channels_last)
         with torch.inference_mode():
-            return self._decode_latents(z).clamp(0, 1)
+            return (self._decode_fn or self._decode_latents)(z).clamp(0, 1)
+
+    def compile(self, mode: str | None = None) -> LatentAutoencoder:
+        """Run later decodes through ``torch.compile`` (inductor, static shapes); returns ``self``.
+
+        The first decode of each new latent shape compiles (seconds to minutes; see BENCHMARKS.md for where it
+        pays back on CPU and GPU). Compiled kernels change float rounding, so ``compiled`` is part of the
+        :meth:`fingerprint`. ``mode`` is passed to ``torch.compile`` (``None``: its default;
+        ``"max-autotune-no-cudagraphs"`` tunes harder on GPU).
+        """
+        with warnings.catch_warnings():
+            # inductor imports torch.utils.mkldnn, which warns that torch.jit.script_method is deprecated (torch
+            # 2.13; not ours): import it once here, quietly, so the first compiled decode does not warn
+            warnings.filterwarnings("ignore", message=".*torch.jit.script_method.*", category=DeprecationWarning)
+            import torch.utils.mkldnn
+        self._decode_fn = torch.compile(self._decode_latents, mode=mode, dynamic=False)
+        self.compiled = mode or "default"
+        return self
 
     # ------------------------------------------------------------------ numpy API
     def encode(self, images: np.ndarray, dtype: Any = np.float16, batch_size: int | None = None) -> np.ndarray:
@@ -147,11 +177,13 @@ class LatentAutoencoder(abc.ABC):
             raise ValueError(f"Expected a latent dtype in {_LATENT_DTYPES}. Got {out_dtype!r} instead.")
         step = _check_batch_size(batch_size) if batch_size is not None else self.batch_size
         parts = []
+        tiled = self._tiled(images.shape[1], images.shape[2])
         for start in range(0, len(images), step):
             x = _tensor(images[start : start + step]).to(self.device)
             x = x.permute(0, 3, 1, 2).to(self.dtype) / 255
-            z = self.encode_tensor(x).float().cpu().numpy()
-            parts.append(z)
+            z = self._tiled_call(self._encode_tiles, x, tiled) if tiled is not None else self.encode_tensor(x)
+            parts.append(z.float().cpu().numpy())
+            del x, z
         out = np.concatenate(parts).astype(out_dtype) if parts else self._empty_latents(images, out_dtype)
         return out[0] if single else out
 
@@ -184,11 +216,37 @@ class LatentAutoencoder(abc.ABC):
         step = _check_batch_size(batch_size) if batch_size is not None else self.batch_size
         n, _, h, w = arr.shape
         out = np.empty((n, h * self.downscale, w * self.downscale, 3), dtype=np.uint8)
+        tiled = self._tiled(h * self.downscale, w * self.downscale)
         for start in range(0, n, step):
             z = _tensor(arr[start : start + step])
-            y = self.decode_tensor(z)
+            if tiled is not None:
+                y = self._tiled_call(self._decode_tiles, z, tiled).clamp(0, 1)
+            else:
+                y = self.decode_tensor(z)
             out[start : start + step] = _to_uint8(y).cpu().numpy()
+            del y
         return out[0] if single else out
+
+    def _encode_tiles(self, x: torch.Tensor, tiling: Tiling) -> torch.Tensor:
+        """Tiled :meth:`_encode_pixels` (same contract); subclasses may tile only part of their network."""
+        return tiled_apply(x, self._encode_pixels, in_unit=self.downscale, out_unit=1, tile=tiling.tile,
+                           overlap=tiling.overlap)
+
+    def _decode_tiles(self, z: torch.Tensor, tiling: Tiling) -> torch.Tensor:
+        """Tiled :meth:`_decode_latents` (same contract); subclasses may tile only part of their network."""
+        return tiled_apply(z, self._decode_latents, in_unit=1, out_unit=self.downscale, tile=tiling.tile,
+                           overlap=tiling.overlap)
+
+    def _tiled_call(self, fn: Any, t: torch.Tensor, tiling: Tiling) -> torch.Tensor:
+        t = t.to(self.device, self.dtype)
+        if self.channels_last:
+            t = t.contiguous(memory_format=torch.channels_last)
+        with torch.inference_mode():
+            return fn(t, tiling)
+
+    def _tiled(self, height_px: int, width_px: int) -> Tiling | None:
+        """The tiling to use for pictures of this size (None: whole)."""
+        return self.tiling if self.tiling is not None and self.tiling.applies(height_px, width_px) else None
 
     # ------------------------------------------------------------------ description
     def fingerprint(self, batch_size: int | None = None) -> dict[str, Any]:
@@ -196,14 +254,16 @@ class LatentAutoencoder(abc.ABC):
 
         Keys: ``model``, ``weights_sha256``, ``device`` (type and, on CUDA, the device name and capability),
         ``torch``, ``dtype`` (compute dtype), ``threads`` (``torch.get_num_threads()`` for CPU decodes; 0 on
-        CUDA), ``batch_size`` and ``channels_last``. Pass the ``batch_size`` given to :meth:`decode`
+        CUDA), ``batch_size`` and ``channels_last``, plus ``compiled`` (the ``torch.compile`` mode) when the
+        decoder is compiled and ``tiling`` when :attr:`tiling` is not the default (it changes large pictures).
+        Pass the ``batch_size`` given to :meth:`decode`
         (``None``: the default :attr:`batch_size`), since the batch size changes results too.
         """
         device = self.device.type
         if self.device.type == "cuda":
             props = torch.cuda.get_device_properties(self.device)
             device = f"cuda:{props.name}:sm_{props.major}{props.minor}"
-        return {
+        out = {
             "model": self.name,
             "weights_sha256": self.weights_sha256(),
             "device": device,
@@ -213,6 +273,11 @@ class LatentAutoencoder(abc.ABC):
             "batch_size": self.batch_size if batch_size is None else _check_batch_size(batch_size),
             "channels_last": self.channels_last,
         }
+        if self.compiled:
+            out["compiled"] = self.compiled
+        if self.tiling != DEFAULT_TILING:
+            out["tiling"] = self.tiling.as_dict() if self.tiling is not None else None
+        return out
 
     def __repr__(self) -> str:
         return (

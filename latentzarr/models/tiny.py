@@ -13,6 +13,7 @@ from torch import nn
 from latentzarr.errors import ModelNotFoundError
 from latentzarr.models.autoencoder import LatentAutoencoder
 from latentzarr.models.tae import build_decoder, build_encoder, infer_decoder_config, infer_encoder_config
+from latentzarr.models.tiling import Tiling, tiled_apply
 from latentzarr.models.weights import sha256_file
 
 __all__ = ["TinyAutoencoder"]
@@ -116,6 +117,24 @@ class TinyAutoencoder(LatentAutoencoder):
 
     def _decode_latents(self, z: torch.Tensor) -> torch.Tensor:
         return self.decoder(z)
+
+    # The GroupNorm blocks (normalising over the whole picture) sit at latent resolution: decoder layers 0-5 and
+    # encoder layers 11-14. Those run whole (small); only the convolution-only full-resolution part is tiled.
+    _DECODER_SPLIT = 6
+    _ENCODER_SPLIT = 11
+
+    def _decode_tiles(self, z: torch.Tensor, tiling: Tiling) -> torch.Tensor:
+        head = self.decoder[: self._DECODER_SPLIT](z)
+        return tiled_apply(head, self.decoder[self._DECODER_SPLIT :], in_unit=1, out_unit=self.downscale,
+                           tile=tiling.tile, overlap=tiling.overlap)
+
+    def _encode_tiles(self, x: torch.Tensor, tiling: Tiling) -> torch.Tensor:
+        encoder = self.load_encoder()
+        feats = tiled_apply(x, encoder[: self._ENCODER_SPLIT], in_unit=self.downscale, out_unit=1,
+                            tile=tiling.tile, overlap=tiling.overlap)
+        if self.channels_last:
+            feats = feats.contiguous(memory_format=torch.channels_last)
+        return encoder[self._ENCODER_SPLIT :](feats)
 
     def weights_sha256(self) -> str:
         """sha256 of the decoder weights file (computed once)."""
