@@ -38,9 +38,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import unquote
 
-from latentzarr.errors import InvalidIdError
-from latentzarr.http.params import ParameterError, parse_option
-from latentzarr.ids import validate_id
+from latentzarr.http.params import ParameterError, parse_id, parse_option
 
 __all__ = ["ImgproxyRequest", "Signer", "parse_imgproxy_path"]
 
@@ -154,7 +152,7 @@ def parse_imgproxy_path(raw_path: bytes, presets: Mapping[str, Mapping[str, Any]
     id_part, at_sign, ext = source.rpartition(b"@")
     if not at_sign:
         id_part, ext = source, b""
-    request = ImgproxyRequest(sig_text, rest, _decode_id(id_part))
+    request = ImgproxyRequest(sig_text, rest, parse_id(id_part))
     for segment in filter(None, opts_text.split("/")):
         _apply(request, unquote(segment), presets, presets_only)
     if at_sign:
@@ -164,18 +162,6 @@ def parse_imgproxy_path(raw_path: bytes, presets: Mapping[str, Mapping[str, Any]
                                               f"{ext.decode('ascii', 'replace')!r} instead.")
         request.options["format"], request.names["format"] = fmt, "extension"
     return request
-
-
-def _decode_id(raw: bytes) -> str:
-    try:
-        image_id = unquote(raw.decode("ascii"), errors="strict")
-    except (UnicodeDecodeError, UnicodeEncodeError) as exc:
-        raise ParameterError("id", "Expected an id percent-encoded as UTF-8. Got invalid bytes instead.") from exc
-    try:
-        validate_id(image_id)
-    except InvalidIdError as exc:
-        raise ParameterError("id", str(exc)) from exc
-    return image_id
 
 
 def _apply(request: ImgproxyRequest, segment: str, presets: Mapping[str, Mapping[str, Any]],

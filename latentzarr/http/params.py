@@ -30,6 +30,7 @@ __all__ = [
     "etag_matches",
     "image_etag",
     "negotiate_format",
+    "parse_id",
     "parse_id_path",
     "parse_options",
     "parse_page",
@@ -79,15 +80,20 @@ def parse_id_path(raw_path: bytes) -> tuple[str, str] | None:
     parts = rest.split(b"/")
     if len(parts) > 2 or not parts[0] or (len(parts) == 2 and parts[1] not in (b"latent", b"meta")):
         return None
+    return parse_id(parts[0]), parts[1].decode() if len(parts) == 2 else ""
+
+
+def parse_id(raw: bytes) -> str:
+    """An image id from its percent-encoded (UTF-8) path segment; :class:`ParameterError` ``id`` when invalid."""
     try:
-        image_id = unquote(parts[0].decode("ascii"), errors="strict")
+        image_id = unquote(raw.decode("ascii"), errors="strict")
     except (UnicodeDecodeError, UnicodeEncodeError) as exc:
         raise ParameterError("id", "Expected an id percent-encoded as UTF-8. Got invalid bytes instead.") from exc
     try:
         validate_id(image_id)
     except InvalidIdError as exc:
         raise ParameterError("id", str(exc)) from exc
-    return image_id, parts[1].decode() if len(parts) == 2 else ""
+    return image_id
 
 
 def _int_param(query: Mapping[str, str], name: str, low: int, high: int, default: int | None) -> int | None:
