@@ -467,17 +467,8 @@ class DualFormatCache(Cache):
                 c["latent_tail_hits"] += 1
             hits = self._lhits.get(obj_id, 0) + 1
             size = lat.size_of(obj_id)
-            if self._due(hits, image_size, size):
-                carry = self._carry(image_size, size)
-                entry = image_size + size if carry else image_size
-                if 0 < entry <= self._img.capacity:
-                    self._drop_latent(obj_id)
-                    c["promotions"] += 1
-                    if carry:
-                        self._carried[obj_id] = (obj_id, None, size)
-                    self._insert_image(obj_id, entry)
-                    return LATENT_HIT
-                c["promotions_blocked"] += 1
+            if self._due(hits, image_size, size) and self._promote_sized(obj_id, image_size, size):
+                return LATENT_HIT
             self._lhits[obj_id] = hits
             return LATENT_HIT
         c["misses"] += 1
@@ -485,21 +476,27 @@ class DualFormatCache(Cache):
             self._insert_latent(obj_id, latent_size)
             # as on a worker: the fetched latent is cached, then the decoded image is offered (promotion at once)
             if self._due(0, image_size, latent_size):
-                carry = self._carry(image_size, latent_size)
-                entry = image_size + latent_size if carry else image_size
-                if 0 < entry <= self._img.capacity:
-                    self._drop_latent(obj_id)
-                    c["promotions"] += 1
-                    if carry:
-                        self._carried[obj_id] = (obj_id, None, latent_size)
-                    self._insert_image(obj_id, entry)
-                else:
-                    c["promotions_blocked"] += 1
+                self._promote_sized(obj_id, image_size, latent_size)
         elif 0 < image_size <= self._img.capacity:
             self._insert_image(obj_id, image_size)
         else:
             c["rejected"] += 1
         return MISS
+
+    def _promote_sized(self, obj_id: Hashable, image_size: int, latent_size: int) -> bool:
+        """Simulation: move ``obj_id`` from the latent tier to the image tier (with its latent when carried);
+        False (counted as blocked) when the entry does not fit the image tier."""
+        carry = self._carry(image_size, latent_size)
+        entry = image_size + latent_size if carry else image_size
+        if not 0 < entry <= self._img.capacity:
+            self._c["promotions_blocked"] += 1
+            return False
+        self._drop_latent(obj_id)
+        self._c["promotions"] += 1
+        if carry:
+            self._carried[obj_id] = (obj_id, None, latent_size)
+        self._insert_image(obj_id, entry)
+        return True
 
     def _insert_image(self, key: Hashable, size: int) -> None:
         evicted = self._img.insert(key, size)
